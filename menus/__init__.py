@@ -1,0 +1,1 @@
+"""The YAML menu DSL and its sans-IO engine."""
