@@ -1,1 +1,4 @@
-"""The ledger on Redis: subscribers, money, passwords, journal. Knows nothing of USSD, SMS or HTTP."""
+"""The ledger on Redis: subscribers, money, passwords, journal.
+
+It knows nothing of USSD, SMS or HTTP.
+"""

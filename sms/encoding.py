@@ -31,6 +31,10 @@ class Encoding(StrEnum):
 
 def gsm7_septets(text: str) -> int | None:
     """Septets `text` takes in GSM-7 (extension characters count two), or None if not encodable."""
+    if "\x1b" in text:
+        # The codec accepts a bare ESC, but on the air it escapes the next septet: "\x1be" would
+        # arrive as "€". Such text must travel as UCS-2.
+        return None
     try:
         return len(text.encode(GSM7_CODEC))
     except UnicodeEncodeError:

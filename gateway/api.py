@@ -1,0 +1,373 @@
+"""The HTTP edge: one table of endpoints serves both the aiohttp router and the OpenAPI spec."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import redis.exceptions
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+
+from gateway import models
+from gateway.errors import ApiError, bad_request, not_found
+from gateway.runtime import Runtime
+from ledger.models import iso_utc
+from ledger.outcomes import Outcome
+from ledger.service import LedgerValueError
+
+log = logging.getLogger("ussdsim.http")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+M = TypeVar("M", bound=BaseModel)
+RUNTIME: web.AppKey[Runtime] = web.AppKey("runtime", Runtime)
+
+MAX_LONG_POLL_S = 60.0
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    method: str
+    path: str
+    handler: Handler
+    summary: str
+    operator: bool = False
+    body: type[BaseModel] | None = None
+    responses: dict[int, str] = field(default_factory=lambda: {200: "OK"})
+    query: tuple[tuple[str, str, str], ...] = ()  # (name, type, description)
+    tag: str = "handset"
+
+
+def json_response(data: Any, status: int = 200) -> web.Response:
+    return web.Response(
+        text=json.dumps(data, ensure_ascii=False), status=status, content_type="application/json"
+    )
+
+
+async def read_body(request: web.Request, model: type[M]) -> M:
+    raw = await request.read()
+    try:
+        data = json.loads(raw) if raw else None
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise bad_request("malformed_json", f"the body is not valid JSON: {e}") from e
+    if not isinstance(data, dict):
+        raise bad_request("invalid_body", "the body must be a JSON object")
+    try:
+        return model.model_validate(data)
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "(body)"
+        code = "unknown_field" if first["type"] == "extra_forbidden" else "invalid_field"
+        raise bad_request(code, f"{where}: {first['msg']}", field=where) from e
+
+
+def rt(request: web.Request) -> Runtime:
+    return request.app[RUNTIME]
+
+
+def query_number(request: web.Request, name: str, default: float, lo: float, hi: float) -> float:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError as e:
+        raise bad_request("invalid_query", f"{name} must be a number") from e
+    if not lo <= value <= hi:
+        raise bad_request("invalid_query", f"{name} must be between {lo:g} and {hi:g}")
+    return value
+
+
+# --- handset side -------------------------------------------------------------------------------
+
+async def dial(request: web.Request) -> web.Response:
+    body = await read_body(request, models.DialRequest)
+    reply = await rt(request).ussd.dial(body.msisdn, body.code)
+    return json_response(reply.to_json())
+
+
+async def answer(request: web.Request) -> web.Response:
+    body = await read_body(request, models.AnswerRequest)
+    reply = await rt(request).ussd.answer(request.match_info["session_id"], body.input)
+    return json_response(reply.to_json())
+
+
+async def cancel(request: web.Request) -> web.Response:
+    await rt(request).ussd.cancel(request.match_info["session_id"])
+    return web.Response(status=204)
+
+
+async def send_sms(request: web.Request) -> web.Response:
+    body = await read_body(request, models.SmsRequest)
+    accepted = await rt(request).sms.submit(body.sender, body.to, body.text)
+    return json_response(accepted.to_json(), status=202)
+
+
+async def inbox(request: web.Request) -> web.Response:
+    runtime = rt(request)
+    msisdn = runtime.directory.normalize(request.match_info["msisdn"])
+    after = int(query_number(request, "after", 0, 0, 2**62))
+    wait = query_number(request, "wait", 0, 0, MAX_LONG_POLL_S)
+    if wait > 0:
+        messages = await runtime.inbox.wait(msisdn, after, wait)
+    else:
+        messages = await runtime.inbox.list(msisdn, after)
+    return json_response({"messages": [m.to_json() for m in messages]})
+
+
+# --- operator side ------------------------------------------------------------------------------
+
+async def _existing(request: web.Request) -> tuple[Runtime, str]:
+    runtime = rt(request)
+    msisdn = runtime.directory.normalize(request.match_info["msisdn"])
+    if await runtime.ledger.get(msisdn) is None:
+        raise not_found("unknown_subscriber", f"{msisdn} is not a subscriber")
+    return runtime, msisdn
+
+
+async def put_subscriber(request: web.Request) -> web.Response:
+    runtime = rt(request)
+    msisdn = runtime.directory.normalize(request.match_info["msisdn"])
+    body = await read_body(request, models.SubscriberPut)
+    changes = body.model_dump(exclude_none=True)
+    try:
+        sub, created = await runtime.ledger.put(msisdn, changes, await runtime.clock.now(),
+                                                "admin")
+    except LedgerValueError as e:
+        raise bad_request("invalid_field", f"{e.field}: {e.reason}", field=e.field) from e
+    return json_response(sub.to_json(), status=201 if created else 200)
+
+
+async def get_subscriber(request: web.Request) -> web.Response:
+    runtime = rt(request)
+    msisdn = runtime.directory.normalize(request.match_info["msisdn"])
+    sub = await runtime.ledger.get(msisdn)
+    if sub is None:
+        raise not_found("unknown_subscriber", f"{msisdn} is not a subscriber")
+    return json_response(sub.to_json())
+
+
+async def journal(request: web.Request) -> web.Response:
+    runtime, msisdn = await _existing(request)
+    limit = int(query_number(request, "limit", 1000, 1, 10000))
+    return json_response({"entries": await runtime.ledger.journal(msisdn, limit)})
+
+
+async def payment(request: web.Request) -> web.Response:
+    runtime, msisdn = await _existing(request)
+    body = await read_body(request, models.PaymentRequest)
+    result = await runtime.ledger.apply_payment(
+        msisdn, body.payment_id, body.amount_kop, body.source, await runtime.clock.now(), "admin"
+    )
+    runtime.metrics.ledger_ops.labels("payment", result.outcome).inc()
+    if result.outcome is Outcome.CONFLICT:
+        raise ApiError(409, "payment_conflict",
+                       "this payment_id was already applied with another amount",
+                       amount_kop=result.values.get("amount_kop"))
+    if result.outcome is Outcome.INVALID:
+        raise bad_request("invalid_field", f"amount_kop: {result.values.get('reason')}",
+                          field="amount_kop")
+    if result.outcome is not Outcome.OK:
+        raise not_found("unknown_subscriber", f"{msisdn} is not a subscriber")
+    duplicate = bool(result.values["duplicate"])
+    return json_response(
+        {"msisdn": msisdn, "payment_id": body.payment_id,
+         "balance_kop": result.values["balance_kop"], "duplicate": duplicate},
+        status=200 if duplicate else 201,
+    )
+
+
+async def login(request: web.Request) -> web.Response:
+    runtime, msisdn = await _existing(request)
+    body = await read_body(request, models.LoginRequest)
+    result = await runtime.ledger.login(msisdn, body.password, await runtime.clock.now(), "admin")
+    runtime.metrics.ledger_ops.labels("login", result.outcome).inc()
+    if result.outcome is Outcome.OK:
+        return json_response({"msisdn": msisdn, "kind": result.values.get("kind")})
+    if result.outcome is Outcome.LOCKED:
+        raise ApiError(423, "locked", "too many wrong passwords: request a new one (*111*25#)")
+    if result.outcome is Outcome.BAD_PASSWORD:
+        raise ApiError(401, "bad_password", "wrong or expired password",
+                       attempts_left=result.values.get("attempts_left", 0))
+    raise not_found("unknown_subscriber", f"{msisdn} is not a subscriber")
+
+
+async def clock(request: web.Request) -> web.Response:
+    runtime = rt(request)
+    if request.method == "POST":
+        body = await read_body(request, models.ClockRequest)
+        if runtime.virtual_clock is None:
+            raise ApiError(409, "clock_not_virtual",
+                           "the clock is real; start the server with --clock virtual")
+        now = await runtime.virtual_clock.advance(float(body.advance_s))
+        await runtime.ussd.sweep()
+    else:
+        now = await runtime.clock.now()
+    return json_response({"now": now, "iso": iso_utc(now),
+                          "mode": "virtual" if runtime.clock.virtual else "real"})
+
+
+async def events(request: web.Request) -> web.StreamResponse:
+    runtime = rt(request)
+    want_msisdn = request.query.get("msisdn")
+    if want_msisdn:
+        want_msisdn = runtime.directory.normalize(want_msisdn)
+    kinds = {k for k in request.query.get("kind", "").split(",") if k}
+    after = request.headers.get("Last-Event-ID") or request.query.get("after") or "$"
+    if after != "$" and not all(part.isdigit() for part in after.split("-", 1)):
+        raise bad_request("invalid_query", "Last-Event-ID must be a stream id like 1700000000-0")
+    once = request.query.get("once") == "1"
+    response = web.StreamResponse(headers={"Content-Type": "text/event-stream",
+                                           "Cache-Control": "no-cache"})
+    await response.prepare(request)
+    last = after
+    while True:
+        batch = await runtime.events.read(after=last, count=200, block_ms=None if once else 15000)
+        for event in batch:
+            last = event["id"]
+            if want_msisdn and event["msisdn"] != want_msisdn:
+                continue
+            if kinds and not any(event["kind"].startswith(k) for k in kinds):
+                continue
+            payload = json.dumps(event, ensure_ascii=False)
+            await response.write(f"id: {last}\nevent: {event['kind']}\ndata: {payload}\n\n"
+                                 .encode())
+        if once:
+            break
+        if not batch:
+            await response.write(b": keepalive\n\n")
+    return response
+
+
+# --- infrastructure -----------------------------------------------------------------------------
+
+async def healthz(request: web.Request) -> web.Response:
+    await rt(request).redis.ping()
+    return json_response({"status": "ok"})
+
+
+async def metrics(request: web.Request) -> web.Response:
+    runtime = rt(request)
+    runtime.metrics.ussd_open.set(await runtime.sessions.open_count())
+    return web.Response(body=runtime.metrics.render(),
+                        headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
+
+
+async def openapi(request: web.Request) -> web.Response:
+    from gateway.openapi import build_spec
+
+    return json_response(build_spec(ENDPOINTS))
+
+
+SUB = "/v1/subscribers/{msisdn}"
+ENDPOINTS: list[Endpoint] = [
+    Endpoint("POST", "/v1/ussd", dial, "Dial a USSD code", body=models.DialRequest,
+             responses={200: "The first screen", 400: "Not a USSD string", 404: "Unknown number"}),
+    Endpoint("POST", "/v1/ussd/{session_id}", answer, "Answer the current screen",
+             body=models.AnswerRequest,
+             responses={200: "The next screen", 404: "No such open session",
+                        409: "The previous answer is still being processed"}),
+    Endpoint("DELETE", "/v1/ussd/{session_id}", cancel, "Cancel the session",
+             responses={204: "Released", 404: "No such open session"}),
+    Endpoint("POST", "/v1/sms", send_sms, "Send an SMS from a subscriber",
+             body=models.SmsRequest,
+             responses={202: "Accepted", 400: "Bad input", 403: "Number blocked",
+                        404: "Unknown destination"}),
+    Endpoint("GET", SUB + "/inbox", inbox, "Read the subscriber's inbox (long polling with wait)",
+             query=(("after", "integer", "only messages with a larger id"),
+                    ("wait", "number", "seconds to wait for a message, at most 60"))),
+    Endpoint("PUT", SUB, put_subscriber, "Create or update a subscriber", operator=True,
+             body=models.SubscriberPut, responses={200: "Updated", 201: "Created"},
+             tag="operator"),
+    Endpoint("GET", SUB, get_subscriber, "Read a subscriber", operator=True,
+             responses={200: "The subscriber", 404: "Unknown"}, tag="operator"),
+    Endpoint("GET", SUB + "/journal", journal, "The subscriber's journal, newest last",
+             operator=True, query=(("limit", "integer", "the last N entries"),),
+             tag="operator"),
+    Endpoint("POST", SUB + "/payments", payment, "Apply a payment (idempotent per payment_id)",
+             operator=True, body=models.PaymentRequest,
+             responses={201: "Applied", 200: "Already applied", 404: "Unknown"}, tag="operator"),
+    Endpoint("POST", SUB + "/login", login, "Log in to self-service with a password",
+             operator=True, body=models.LoginRequest,
+             responses={200: "Logged in", 401: "Wrong password", 423: "Locked"}, tag="operator"),
+    Endpoint("GET", "/v1/clock", clock, "Read the clock", operator=True, tag="operator"),
+    Endpoint("POST", "/v1/clock", clock, "Move the virtual clock forward", operator=True,
+             body=models.ClockRequest,
+             responses={200: "The new time", 409: "The clock is real"}, tag="operator"),
+    Endpoint("GET", "/v1/events", events, "Server-Sent Events of sessions, SMS and the ledger",
+             operator=True, tag="operator",
+             query=(("msisdn", "string", "only this number"),
+                    ("kind", "string", "comma-separated kind prefixes, e.g. ussd,sms"),
+                    ("after", "string", "resume after this event id (or Last-Event-ID)"),
+                    ("once", "string", "1: send what is stored and close"))),
+    Endpoint("GET", "/healthz", healthz, "Liveness, including the store", tag="infra"),
+    Endpoint("GET", "/metrics", metrics, "Prometheus metrics", tag="infra"),
+    Endpoint("GET", "/v1/openapi.json", openapi, "This specification", tag="infra"),
+]
+
+
+def _error_response(err: ApiError) -> web.Response:
+    return json_response(err.body(), status=err.status)
+
+
+def make_middleware(token: str) -> Any:
+    protected = {(e.method, e.path) for e in ENDPOINTS if e.operator}
+    expected = f"Bearer {token}".encode()
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        started = time.perf_counter()
+        resource = request.match_info.route.resource
+        route = resource.canonical if resource is not None else "unmatched"
+        status = 500
+        try:
+            if (request.method, route) in protected:
+                given = request.headers.get("Authorization", "").encode()
+                if not hmac.compare_digest(given, expected):
+                    raise ApiError(401, "unauthorized", "this call needs the operator's bearer token")
+            response = await handler(request)
+            status = response.status
+            return response
+        except ApiError as e:
+            status = e.status
+            return _error_response(e)
+        except web.HTTPRequestEntityTooLarge:
+            status = 413
+            return _error_response(ApiError(413, "body_too_large", "the request body is too large"))
+        except web.HTTPException as e:
+            status = e.status
+            code = {404: "not_found", 405: "method_not_allowed"}.get(e.status, "http_error")
+            return _error_response(ApiError(e.status, code, e.reason))
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
+            status = 503
+            log.warning("store unavailable during %s %s", request.method, route)
+            return _error_response(ApiError(503, "store_unavailable",
+                                            "the store is not answering; try again shortly"))
+        except (asyncio.CancelledError, ConnectionResetError):
+            raise
+        except Exception:
+            log.exception("unexpected error in %s %s", request.method, route)
+            return _error_response(ApiError(500, "internal_error", "unexpected server error"))
+        finally:
+            runtime = request.app[RUNTIME]
+            runtime.metrics.http_requests.labels(route, str(status)).inc()
+            runtime.metrics.http_latency.labels(route).observe(time.perf_counter() - started)
+
+    return middleware
+
+
+def build_app(runtime: Runtime) -> web.Application:
+    app = web.Application(
+        middlewares=[make_middleware(runtime.admin_token)],
+        client_max_size=runtime.config.http.max_body_bytes,
+    )
+    app[RUNTIME] = runtime
+    for e in ENDPOINTS:
+        app.router.add_route(e.method, e.path, e.handler)
+    return app

@@ -1,0 +1,170 @@
+"""The `ussdsim` command: serve, dial, sms, menus check."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import sys
+import textwrap
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from gateway.config import ConfigError, load_config
+from gateway.runtime import StartupError
+
+DEFAULT_URL = os.environ.get("USSDSIM_URL", "http://127.0.0.1:8080")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="ussdsim", description="USSD and SMS gateway simulator")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("serve", help="run the simulator")
+    s.add_argument("--config", help="configuration file (default: ./config.yaml if present)")
+    s.add_argument("--http", metavar="HOST:PORT")
+    s.add_argument("--smpp", metavar="HOST:PORT")
+    s.add_argument("--redis", metavar="URL|embedded")
+    s.add_argument("--data", metavar="DIR", help="where the embedded Redis keeps its files")
+    s.add_argument("--clock", choices=["real", "virtual"])
+
+    d = sub.add_parser("dial", help="an interactive USSD session against a running server")
+    d.add_argument("msisdn")
+    d.add_argument("code")
+    d.add_argument("--url", default=DEFAULT_URL)
+
+    m = sub.add_parser("sms", help="send an SMS from a subscriber and print the replies")
+    m.add_argument("sender", metavar="FROM")
+    m.add_argument("to", metavar="TO")
+    m.add_argument("text")
+    m.add_argument("--url", default=DEFAULT_URL)
+    m.add_argument("--wait", type=float, default=3.0, help="seconds to wait for replies")
+
+    menus = sub.add_parser("menus", help="menu files")
+    msub = menus.add_subparsers(dest="menus_command", required=True)
+    chk = msub.add_parser("check", help="validate menu files; one line per problem")
+    chk.add_argument("paths", nargs="*", help="files or folders (default: the shipped profile)")
+    return p
+
+
+class ClientError(Exception):
+    pass
+
+
+def _call(url: str, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url.rstrip("/") + path, data=data, method=method,
+                                 headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=70) as resp:
+            raw = resp.read()
+            return resp.status, (json.loads(raw) if raw else None)
+    except urllib.error.HTTPError as e:
+        raw = e.read()
+        try:
+            return e.code, json.loads(raw)
+        except ValueError:
+            return e.code, {"error": {"code": "http_error", "message": raw.decode(errors="replace")}}
+    except urllib.error.URLError as e:
+        raise ClientError(f"cannot reach {url}: {e.reason}") from e
+
+
+def _box(text: str, width: int = 34) -> str:
+    lines = []
+    for line in text.splitlines() or [""]:
+        lines.extend(textwrap.wrap(line, width) or [""])
+    top = "┌" + "─" * (width + 2) + "┐"
+    bottom = "└" + "─" * (width + 2) + "┘"
+    return "\n".join([top, *[f"│ {ln.ljust(width)} │" for ln in lines], bottom])
+
+
+def _error_text(status: int, body: Any) -> str:
+    err = (body or {}).get("error", {}) if isinstance(body, dict) else {}
+    return f"error {status}: {err.get('code', '?')}: {err.get('message', '')}"
+
+
+def cmd_dial(url: str, msisdn: str, code: str) -> int:
+    status, reply = _call(url, "POST", "/v1/ussd", {"msisdn": msisdn, "code": code})
+    while True:
+        if status != 200:
+            print(_error_text(status, reply), file=sys.stderr)
+            return 1
+        print(_box(reply["text"]))
+        if reply["end"]:
+            print("(session ended by the network)")
+            return 0
+        try:
+            answer = input("> ")
+        except (EOFError, KeyboardInterrupt):
+            _call(url, "DELETE", f"/v1/ussd/{reply['session_id']}")
+            print("\n(session cancelled)")
+            return 0
+        status, reply = _call(url, "POST", f"/v1/ussd/{reply['session_id']}", {"input": answer})
+
+
+def cmd_sms(url: str, sender: str, to: str, text: str, wait: float) -> int:
+    status, inbox = _call(url, "GET", f"/v1/subscribers/{sender}/inbox")
+    last = max((m["id"] for m in inbox["messages"]), default=0) if status == 200 else 0
+    status, accepted = _call(url, "POST", "/v1/sms", {"from": sender, "to": to, "text": text})
+    if status != 202:
+        print(_error_text(status, accepted), file=sys.stderr)
+        return 1
+    print(f"sent {accepted['message_id']} ({accepted['segments']} segment(s), "
+          f"{accepted['encoding']})")
+    status, replies = _call(url, "GET", f"/v1/subscribers/{sender}/inbox?after={last}&wait={wait}")
+    for message in replies.get("messages", []) if status == 200 else []:
+        print(f"<- {message['from']}: {message['text']}")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from gateway.server import serve
+
+    path = args.config
+    if path is None and Path("config.yaml").is_file():
+        path = "config.yaml"
+    overrides = {
+        ("http", "listen"): args.http,
+        ("smpp", "listen"): args.smpp,
+        ("redis", "url"): args.redis,
+        ("redis", "data_dir"): args.data,
+        ("clock", "mode"): args.clock,
+    }
+    try:
+        config = load_config(path, overrides=overrides)
+        asyncio.run(serve(config))
+    except (ConfigError, StartupError) as e:
+        print(f"ussdsim: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    try:
+        if args.command == "serve":
+            return cmd_serve(args)
+        if args.command == "dial":
+            return cmd_dial(args.url, args.msisdn, args.code)
+        if args.command == "sms":
+            return cmd_sms(args.url, args.sender, args.to, args.text, args.wait)
+        if args.command == "menus":
+            from menus.loader import check_command
+
+            return check_command(args.paths)
+    except ClientError as e:
+        print(f"ussdsim: {e}", file=sys.stderr)
+        return 1
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

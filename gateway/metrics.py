@@ -1,0 +1,47 @@
+"""Prometheus metrics of one server process (a registry per app, so tests can run several)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.http_requests = Counter(
+            "ussdsim_http_requests", "HTTP requests by route and status", ["route", "status"],
+            registry=r,
+        )
+        self.http_latency = Histogram(
+            "ussdsim_http_request_seconds", "HTTP request latency by route", ["route"],
+            buckets=LATENCY_BUCKETS, registry=r,
+        )
+        self.ussd_sessions = Counter(
+            "ussdsim_ussd_sessions", "USSD sessions opened by route", ["route"], registry=r
+        )
+        self.ussd_steps = Counter(
+            "ussdsim_ussd_steps", "USSD screens sent, by whether they ended the session", ["end"],
+            registry=r,
+        )
+        self.ussd_released = Counter(
+            "ussdsim_ussd_released", "USSD sessions released, by cause", ["cause"], registry=r
+        )
+        self.ussd_open = Gauge(
+            "ussdsim_ussd_open_sessions", "USSD sessions open in the store", registry=r
+        )
+        self.sms = Counter(
+            "ussdsim_sms", "SMS by direction and encoding", ["direction", "encoding"], registry=r
+        )
+        self.sms_segments = Counter(
+            "ussdsim_sms_segments", "SMS segments by direction", ["direction"], registry=r
+        )
+        self.ledger_ops = Counter(
+            "ussdsim_ledger_operations", "Ledger operations by name and outcome",
+            ["op", "outcome"], registry=r,
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

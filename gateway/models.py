@@ -1,0 +1,55 @@
+"""Request bodies of the HTTP API. Strict: a number sent as a string is an error, not a guess."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+
+from ledger.models import SERVICES, STATUSES
+
+ServiceId = Literal[SERVICES]  # type: ignore[valid-type]
+Status = Literal[STATUSES]  # type: ignore[valid-type]
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class DialRequest(_Body):
+    msisdn: StrictStr = Field(max_length=32, examples=["9161234567"])
+    code: StrictStr = Field(max_length=1024, examples=["*111*25#"])
+
+
+class AnswerRequest(_Body):
+    input: StrictStr = Field(max_length=1024, examples=["1"])
+
+
+class SmsRequest(_Body):
+    model_config = ConfigDict(extra="forbid", strict=True, populate_by_name=True)
+    sender: StrictStr = Field(alias="from", max_length=32, examples=["9161234567"])
+    to: StrictStr = Field(max_length=32, examples=["3339"])
+    text: StrictStr = Field(max_length=100_000, examples=["Пароль"])
+
+
+class SubscriberPut(_Body):
+    balance_kop: StrictInt | None = Field(default=None, ge=0, le=10**13)
+    bonus_points: StrictInt | None = Field(default=None, ge=0, le=10**12)
+    tariff: StrictStr | None = Field(default=None, min_length=1, max_length=64)
+    lang: Literal["ru", "en"] | None = None
+    status: Status | None = None
+    services: list[ServiceId] | None = None
+
+
+class PaymentRequest(_Body):
+    payment_id: StrictStr = Field(min_length=1, max_length=64)
+    amount_kop: StrictInt = Field(gt=0, le=10**11)
+    source: StrictStr = Field(default="api", min_length=1, max_length=32)
+
+
+class LoginRequest(_Body):
+    password: StrictStr = Field(max_length=128)
+
+
+class ClockRequest(_Body):
+    advance_s: StrictInt | float = Field(ge=0, le=10 * 365 * 86400)

@@ -1,0 +1,38 @@
+"""Which service answers a dialled code: exact service-code routes first, then the longest prefix."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from gateway.mmi import Ussd
+
+
+@dataclass(frozen=True)
+class RouteTarget:
+    code: str
+    menu: str
+
+
+class Router:
+    def __init__(self, routes: Sequence[RouteTarget]) -> None:
+        self._exact: dict[str, RouteTarget] = {}
+        self._prefixes: list[RouteTarget] = []
+        for r in routes:
+            if r.code.endswith("#"):
+                self._exact[r.code] = r
+            else:
+                self._prefixes.append(r)
+        self._prefixes.sort(key=lambda r: len(r.code), reverse=True)
+
+    def route(self, ussd: Ussd) -> RouteTarget | None:
+        exact = self._exact.get(ussd.route_key)
+        if exact is not None:
+            return exact
+        for r in self._prefixes:
+            if ussd.text.startswith(r.code):
+                return r
+        return None
+
+    def targets(self) -> list[RouteTarget]:
+        return [*self._exact.values(), *self._prefixes]

@@ -1,0 +1,162 @@
+"""Everything one server process holds, wired once from the configuration."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import redis.asyncio as aioredis
+
+from gateway.actions import Actions, PasswordSender
+from gateway.clock import Clock, RealClock, VirtualClock
+from gateway.config import Config, resolve_path
+from gateway.events import EventLog
+from gateway.metrics import Metrics
+from gateway.routing import RouteTarget, Router
+from gateway.sessions import SessionStore
+from gateway.sms_gateway import SmsGateway
+from gateway.subscribers import SubscriberDirectory
+from gateway.ussd_service import UssdService
+from ledger.embedded import EmbeddedRedis
+from ledger.service import Ledger, LedgerSettings
+from menus.actions import ACTIONS
+from menus.loader import DEFAULT_PROFILE_DIR, MenuSet, load_menus
+from sms.inbox import Inbox
+
+log = logging.getLogger("ussdsim")
+
+SWEEP_INTERVAL_S = 1.0
+
+
+class StartupError(Exception):
+    pass
+
+
+def menu_paths(config: Config) -> list[Path]:
+    if not config.menus.paths:
+        return [DEFAULT_PROFILE_DIR]
+    return [resolve_path(config, p) for p in config.menus.paths]
+
+
+def check_wiring(config: Config, menus: MenuSet, actions: Actions) -> list[str]:
+    problems = []
+    missing = set(ACTIONS) - actions.names()
+    if missing:
+        problems.append(f"actions declared but not implemented: {sorted(missing)}")
+    for route in config.routes:
+        if route.menu not in menus.menus:
+            problems.append(f"route {route.code}: no menu with id {route.menu!r}")
+    return problems
+
+
+@dataclass
+class Runtime:
+    config: Config
+    redis: aioredis.Redis
+    clock: Clock
+    virtual_clock: VirtualClock | None
+    admin_token: str
+    ledger: Ledger
+    inbox: Inbox
+    sessions: SessionStore
+    events: EventLog
+    metrics: Metrics
+    directory: SubscriberDirectory
+    ussd: UssdService
+    sms: SmsGateway
+    embedded: EmbeddedRedis | None = None
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    @classmethod
+    async def start(cls, config: Config) -> Runtime:
+        embedded = None
+        url = config.redis.url
+        if url == "embedded":
+            fsync = "always" if config.redis.durability == "strict" else "everysec"
+            embedded = EmbeddedRedis(resolve_path(config, config.redis.data_dir), fsync=fsync)
+            await asyncio.to_thread(embedded.start)
+            url = embedded.url
+        client = aioredis.Redis.from_url(url, decode_responses=True)
+        try:
+            await client.ping()
+            return await cls._wire(config, client, embedded)
+        except BaseException:
+            await client.aclose()
+            if embedded is not None:
+                await asyncio.to_thread(embedded.stop)
+            raise
+
+    @classmethod
+    async def _wire(
+        cls, config: Config, client: aioredis.Redis, embedded: EmbeddedRedis | None
+    ) -> Runtime:
+        try:
+            menus = load_menus(menu_paths(config))
+        except Exception as e:
+            raise StartupError(f"menus refused: {e}") from e
+        virtual = None
+        clock: Clock = RealClock()
+        if config.clock.mode == "virtual":
+            virtual = VirtualClock(client, config.clock.virtual_start)
+            await virtual.init()
+            clock = virtual
+        settings = LedgerSettings(
+            otp_ttl_s=config.passwords.otp_ttl_s,
+            max_failures=config.passwords.max_failures,
+            issue_limit_count=config.passwords.issue_limit_count,
+            issue_limit_window_s=config.passwords.issue_limit_window_s,
+            initial_balance_kop=config.subscribers.initial_balance_kop,
+            default_tariff=config.subscribers.default_tariff,
+            default_lang=config.subscribers.default_lang,
+            scrypt_n=config.passwords.scrypt_n,
+        )
+        ledger = Ledger(client, settings)
+        inbox = Inbox(client, max_messages=config.sms.inbox_max_messages)
+        await inbox.start()
+        metrics = Metrics()
+        events = EventLog(client)
+        sessions = SessionStore(client, input_timeout_s=config.ussd.input_timeout_s,
+                                lifetime_s=config.ussd.session_lifetime_s)
+        directory = SubscriberDirectory(ledger, auto_provision=config.subscribers.auto_provision,
+                                        region=config.region)
+        passwords = PasswordSender(ledger, inbox, config.sms, config.passwords.sender, events,
+                                   metrics)
+        actions = Actions(ledger, passwords, metrics)
+        problems = check_wiring(config, menus, actions)
+        if problems:
+            await inbox.close()
+            raise StartupError("; ".join(problems))
+        router = Router([RouteTarget(r.code, r.menu) for r in config.routes])
+        ussd = UssdService(config, clock, directory, menus, router, sessions, actions, events,
+                           metrics)
+        sms = SmsGateway(config, clock, directory, inbox, passwords, events, metrics)
+        token = config.admin_token or secrets.token_urlsafe(24)
+        runtime = cls(config=config, redis=client, clock=clock, virtual_clock=virtual,
+                      admin_token=token, ledger=ledger, inbox=inbox, sessions=sessions,
+                      events=events, metrics=metrics, directory=directory, ussd=ussd, sms=sms,
+                      embedded=embedded)
+        runtime._tasks.append(asyncio.create_task(runtime._sweeper()))
+        return runtime
+
+    async def _sweeper(self) -> None:
+        while True:
+            await asyncio.sleep(SWEEP_INTERVAL_S)
+            try:
+                await self.ussd.sweep()
+            except Exception:  # the store may be briefly away; the next round retries
+                log.warning("session sweep failed", exc_info=True)
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.inbox.close()
+        await self.redis.aclose()
+        if self.embedded is not None:
+            await asyncio.to_thread(self.embedded.stop)

@@ -1,0 +1,48 @@
+"""Run the HTTP server until SIGINT or SIGTERM, then release everything cleanly."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+
+from aiohttp import web
+
+from gateway.api import build_app
+from gateway.config import Config
+from gateway.runtime import Runtime
+
+log = logging.getLogger("ussdsim")
+
+
+async def serve(config: Config, *, ready: asyncio.Event | None = None) -> None:
+    runtime = await Runtime.start(config)
+    app = build_app(runtime)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    host, port = config.http.host_port
+    site = web.TCPSite(runner, host, port, reuse_address=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    try:
+        await site.start()
+        bound = runner.addresses[0] if runner.addresses else (host, port)
+        print(f"ussdsim: HTTP on http://{bound[0]}:{bound[1]}  "
+              f"store: {runtime.embedded.url + ' (embedded)' if runtime.embedded else config.redis.url}  "
+              f"clock: {config.clock.mode}", flush=True)
+        if config.admin_token is None:
+            # Printed once so a person can use the operator API; never logged.
+            print(f"ussdsim: operator token (set USSDSIM_ADMIN_TOKEN to choose one): "
+                  f"{runtime.admin_token}", flush=True)
+        if ready is not None:
+            ready.set()
+        await stop.wait()
+        print("ussdsim: stopping", file=sys.stderr, flush=True)
+    finally:
+        await runner.cleanup()
+        await runtime.close()

@@ -1,0 +1,116 @@
+"""Delivery receipts: the conventional text of a receipt deliver_sm, both ways, and the PDU.
+
+`id:ID sub:001 dlvrd:001 submit date:YYMMDDhhmm done date:YYMMDDhhmm stat:DELIVRD err:000 text:…`
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+
+from sms.smpp.constants import EsmClass, MessageState
+from sms.smpp.pdu import Pdu, Tlv, make_pdu
+
+STATES: dict[str, MessageState] = {
+    "ENROUTE": MessageState.ENROUTE,
+    "DELIVRD": MessageState.DELIVERED,
+    "EXPIRED": MessageState.EXPIRED,
+    "DELETED": MessageState.DELETED,
+    "UNDELIV": MessageState.UNDELIVERABLE,
+    "ACCEPTD": MessageState.ACCEPTED,
+    "UNKNOWN": MessageState.UNKNOWN,
+    "REJECTD": MessageState.REJECTED,
+}
+
+_DATE = "%y%m%d%H%M"
+_PATTERN = re.compile(
+    r"id:(?P<id>\S+)\s+sub:(?P<sub>\d+)\s+dlvrd:(?P<dlvrd>\d+)\s+"
+    r"submit[ _]date:(?P<submit>\d{10}(?:\d{2})?)\s+done[ _]date:(?P<done>\d{10}(?:\d{2})?)\s+"
+    r"stat:(?P<stat>[A-Z]+)\s+err:(?P<err>\w+)(?:\s+text:(?P<text>.*))?",
+    re.IGNORECASE | re.DOTALL,
+)
+
+
+class ReceiptParseError(ValueError):
+    """Text that is not a delivery receipt."""
+
+
+@dataclass(frozen=True)
+class Receipt:
+    message_id: str
+    submit_date: datetime
+    done_date: datetime
+    stat: str = "DELIVRD"
+    err: str = "000"
+    submitted: int = 1
+    delivered: int = 1
+    text: str = ""
+
+    @property
+    def state(self) -> MessageState:
+        return STATES.get(self.stat, MessageState.UNKNOWN)
+
+
+def build_receipt_text(receipt: Receipt) -> str:
+    """The receipt line; `text` is cut to the customary 20 characters."""
+    if receipt.stat not in STATES:
+        raise ValueError(f"stat {receipt.stat!r} is not one of {sorted(STATES)}")
+    return (
+        f"id:{receipt.message_id} sub:{receipt.submitted:03d} dlvrd:{receipt.delivered:03d} "
+        f"submit date:{receipt.submit_date.strftime(_DATE)} "
+        f"done date:{receipt.done_date.strftime(_DATE)} "
+        f"stat:{receipt.stat} err:{receipt.err} text:{receipt.text[:20]}"
+    )
+
+
+def _date(value: str) -> datetime:
+    return datetime.strptime(value[:10], _DATE)
+
+
+def parse_receipt_text(text: str) -> Receipt:
+    """Parse the receipt line; keys are case-insensitive and seconds in the dates are dropped."""
+    match = _PATTERN.search(text)
+    if match is None:
+        raise ReceiptParseError(f"not a delivery receipt: {text[:60]!r}")
+    try:
+        submit, done = _date(match["submit"]), _date(match["done"])
+    except ValueError as e:
+        raise ReceiptParseError(f"bad date in receipt: {e}") from None
+    return Receipt(
+        message_id=match["id"],
+        submit_date=submit,
+        done_date=done,
+        stat=match["stat"].upper(),
+        err=match["err"],
+        submitted=int(match["sub"]),
+        delivered=int(match["dlvrd"]),
+        text=match["text"] or "",
+    )
+
+
+def receipt_pdu(
+    receipt: Receipt,
+    source_addr: str,
+    destination_addr: str,
+    network_error: bytes | None = None,
+) -> Pdu:
+    """A deliver_sm carrying `receipt` (esm_class 0x04, text plus the receipt TLVs).
+
+    `source_addr` is the subscriber the message went to, `destination_addr` the original sender.
+    Sequence is 0 so that `SmscSession.send` assigns one.
+    """
+    tlvs = [
+        Tlv.of("receipted_message_id", receipt.message_id),
+        Tlv.of("message_state", int(receipt.state)),
+    ]
+    if network_error is not None:
+        tlvs.append(Tlv.of("network_error_code", network_error))
+    return make_pdu(
+        "deliver_sm",
+        source_addr=source_addr,
+        destination_addr=destination_addr,
+        esm_class=int(EsmClass.DELIVERY_RECEIPT),
+        short_message=build_receipt_text(receipt).encode("ascii", "replace"),
+        tlvs=tlvs,
+    )
