@@ -27,7 +27,12 @@ class PasswordSender:
     """Issue a one-time password and text it to the subscriber: the one path USSD and SMS share."""
 
     def __init__(
-        self, ledger: Ledger, inbox: Inbox, sms: SmsConfig, sender: str, events: EventLog,
+        self,
+        ledger: Ledger,
+        inbox: Inbox,
+        sms: SmsConfig,
+        sender: str,
+        events: EventLog,
         metrics: Metrics,
     ) -> None:
         self._ledger = ledger
@@ -47,8 +52,13 @@ class PasswordSender:
             self._metrics.sms_segments.labels("mt").inc(message.segments)
             # The event names the message, never its text: the text carries the code.
             await self._events.emit(
-                "sms.mt", msisdn, now, message_id=message.id, sender=self._sender,
-                purpose="password", segments=message.segments,
+                "sms.mt",
+                msisdn,
+                now,
+                message_id=message.id,
+                sender=self._sender,
+                purpose="password",
+                segments=message.segments,
             )
             # Nobody above this call needs the clear code; drop it before the result travels on.
             return Result(Outcome.OK, {"expires_at": result.values["expires_at"]})

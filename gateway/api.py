@@ -86,6 +86,7 @@ def query_number(request: web.Request, name: str, default: float, lo: float, hi:
 
 # --- handset side -------------------------------------------------------------------------------
 
+
 async def dial(request: web.Request) -> web.Response:
     body = await read_body(request, models.DialRequest)
     reply = await rt(request).ussd.dial(body.msisdn, body.code)
@@ -123,6 +124,7 @@ async def inbox(request: web.Request) -> web.Response:
 
 # --- operator side ------------------------------------------------------------------------------
 
+
 async def _existing(request: web.Request) -> tuple[Runtime, str]:
     runtime = rt(request)
     msisdn = runtime.directory.normalize(request.match_info["msisdn"])
@@ -137,8 +139,7 @@ async def put_subscriber(request: web.Request) -> web.Response:
     body = await read_body(request, models.SubscriberPut)
     changes = body.model_dump(exclude_none=True)
     try:
-        sub, created = await runtime.ledger.put(msisdn, changes, await runtime.clock.now(),
-                                                "admin")
+        sub, created = await runtime.ledger.put(msisdn, changes, await runtime.clock.now(), "admin")
     except LedgerValueError as e:
         raise bad_request("invalid_field", f"{e.field}: {e.reason}", field=e.field) from e
     return json_response(sub.to_json(), status=201 if created else 200)
@@ -167,18 +168,26 @@ async def payment(request: web.Request) -> web.Response:
     )
     runtime.metrics.ledger_ops.labels("payment", result.outcome).inc()
     if result.outcome is Outcome.CONFLICT:
-        raise ApiError(409, "payment_conflict",
-                       "this payment_id was already applied with another amount",
-                       amount_kop=result.values.get("amount_kop"))
+        raise ApiError(
+            409,
+            "payment_conflict",
+            "this payment_id was already applied with another amount",
+            amount_kop=result.values.get("amount_kop"),
+        )
     if result.outcome is Outcome.INVALID:
-        raise bad_request("invalid_field", f"amount_kop: {result.values.get('reason')}",
-                          field="amount_kop")
+        raise bad_request(
+            "invalid_field", f"amount_kop: {result.values.get('reason')}", field="amount_kop"
+        )
     if result.outcome is not Outcome.OK:
         raise not_found("unknown_subscriber", f"{msisdn} is not a subscriber")
     duplicate = bool(result.values["duplicate"])
     return json_response(
-        {"msisdn": msisdn, "payment_id": body.payment_id,
-         "balance_kop": result.values["balance_kop"], "duplicate": duplicate},
+        {
+            "msisdn": msisdn,
+            "payment_id": body.payment_id,
+            "balance_kop": result.values["balance_kop"],
+            "duplicate": duplicate,
+        },
         status=200 if duplicate else 201,
     )
 
@@ -193,8 +202,12 @@ async def login(request: web.Request) -> web.Response:
     if result.outcome is Outcome.LOCKED:
         raise ApiError(423, "locked", "too many wrong passwords: request a new one (*111*25#)")
     if result.outcome is Outcome.BAD_PASSWORD:
-        raise ApiError(401, "bad_password", "wrong or expired password",
-                       attempts_left=result.values.get("attempts_left", 0))
+        raise ApiError(
+            401,
+            "bad_password",
+            "wrong or expired password",
+            attempts_left=result.values.get("attempts_left", 0),
+        )
     raise not_found("unknown_subscriber", f"{msisdn} is not a subscriber")
 
 
@@ -203,14 +216,16 @@ async def clock(request: web.Request) -> web.Response:
     if request.method == "POST":
         body = await read_body(request, models.ClockRequest)
         if runtime.virtual_clock is None:
-            raise ApiError(409, "clock_not_virtual",
-                           "the clock is real; start the server with --clock virtual")
+            raise ApiError(
+                409, "clock_not_virtual", "the clock is real; start the server with --clock virtual"
+            )
         now = await runtime.virtual_clock.advance(float(body.advance_s))
         await runtime.ussd.sweep()
     else:
         now = await runtime.clock.now()
-    return json_response({"now": now, "iso": iso_utc(now),
-                          "mode": "virtual" if runtime.clock.virtual else "real"})
+    return json_response(
+        {"now": now, "iso": iso_utc(now), "mode": "virtual" if runtime.clock.virtual else "real"}
+    )
 
 
 async def events(request: web.Request) -> web.StreamResponse:
@@ -223,8 +238,9 @@ async def events(request: web.Request) -> web.StreamResponse:
     if after != "$" and not all(part.isdigit() for part in after.split("-", 1)):
         raise bad_request("invalid_query", "Last-Event-ID must be a stream id like 1700000000-0")
     once = request.query.get("once") == "1"
-    response = web.StreamResponse(headers={"Content-Type": "text/event-stream",
-                                           "Cache-Control": "no-cache"})
+    response = web.StreamResponse(
+        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+    )
     await response.prepare(request)
     last = after
     while True:
@@ -236,8 +252,9 @@ async def events(request: web.Request) -> web.StreamResponse:
             if kinds and not any(event["kind"].startswith(k) for k in kinds):
                 continue
             payload = json.dumps(event, ensure_ascii=False)
-            await response.write(f"id: {last}\nevent: {event['kind']}\ndata: {payload}\n\n"
-                                 .encode())
+            await response.write(
+                f"id: {last}\nevent: {event['kind']}\ndata: {payload}\n\n".encode()
+            )
         if once:
             break
         if not batch:
@@ -247,6 +264,7 @@ async def events(request: web.Request) -> web.StreamResponse:
 
 # --- infrastructure -----------------------------------------------------------------------------
 
+
 async def healthz(request: web.Request) -> web.Response:
     await rt(request).redis.ping()
     return json_response({"status": "ok"})
@@ -255,8 +273,10 @@ async def healthz(request: web.Request) -> web.Response:
 async def metrics(request: web.Request) -> web.Response:
     runtime = rt(request)
     runtime.metrics.ussd_open.set(await runtime.sessions.open_count())
-    return web.Response(body=runtime.metrics.render(),
-                        headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
+    return web.Response(
+        body=runtime.metrics.render(),
+        headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"},
+    )
 
 
 async def openapi(request: web.Request) -> web.Response:
@@ -267,45 +287,129 @@ async def openapi(request: web.Request) -> web.Response:
 
 SUB = "/v1/subscribers/{msisdn}"
 ENDPOINTS: list[Endpoint] = [
-    Endpoint("POST", "/v1/ussd", dial, "Dial a USSD code", body=models.DialRequest,
-             responses={200: "The first screen", 400: "Not a USSD string", 404: "Unknown number"}),
-    Endpoint("POST", "/v1/ussd/{session_id}", answer, "Answer the current screen",
-             body=models.AnswerRequest,
-             responses={200: "The next screen", 404: "No such open session",
-                        409: "The previous answer is still being processed"}),
-    Endpoint("DELETE", "/v1/ussd/{session_id}", cancel, "Cancel the session",
-             responses={204: "Released", 404: "No such open session"}),
-    Endpoint("POST", "/v1/sms", send_sms, "Send an SMS from a subscriber",
-             body=models.SmsRequest,
-             responses={202: "Accepted", 400: "Bad input", 403: "Number blocked",
-                        404: "Unknown destination"}),
-    Endpoint("GET", SUB + "/inbox", inbox, "Read the subscriber's inbox (long polling with wait)",
-             query=(("after", "integer", "only messages with a larger id"),
-                    ("wait", "number", "seconds to wait for a message, at most 60"))),
-    Endpoint("PUT", SUB, put_subscriber, "Create or update a subscriber", operator=True,
-             body=models.SubscriberPut, responses={200: "Updated", 201: "Created"},
-             tag="operator"),
-    Endpoint("GET", SUB, get_subscriber, "Read a subscriber", operator=True,
-             responses={200: "The subscriber", 404: "Unknown"}, tag="operator"),
-    Endpoint("GET", SUB + "/journal", journal, "The subscriber's journal, newest last",
-             operator=True, query=(("limit", "integer", "the last N entries"),),
-             tag="operator"),
-    Endpoint("POST", SUB + "/payments", payment, "Apply a payment (idempotent per payment_id)",
-             operator=True, body=models.PaymentRequest,
-             responses={201: "Applied", 200: "Already applied", 404: "Unknown"}, tag="operator"),
-    Endpoint("POST", SUB + "/login", login, "Log in to self-service with a password",
-             operator=True, body=models.LoginRequest,
-             responses={200: "Logged in", 401: "Wrong password", 423: "Locked"}, tag="operator"),
+    Endpoint(
+        "POST",
+        "/v1/ussd",
+        dial,
+        "Dial a USSD code",
+        body=models.DialRequest,
+        responses={200: "The first screen", 400: "Not a USSD string", 404: "Unknown number"},
+    ),
+    Endpoint(
+        "POST",
+        "/v1/ussd/{session_id}",
+        answer,
+        "Answer the current screen",
+        body=models.AnswerRequest,
+        responses={
+            200: "The next screen",
+            404: "No such open session",
+            409: "The previous answer is still being processed",
+        },
+    ),
+    Endpoint(
+        "DELETE",
+        "/v1/ussd/{session_id}",
+        cancel,
+        "Cancel the session",
+        responses={204: "Released", 404: "No such open session"},
+    ),
+    Endpoint(
+        "POST",
+        "/v1/sms",
+        send_sms,
+        "Send an SMS from a subscriber",
+        body=models.SmsRequest,
+        responses={
+            202: "Accepted",
+            400: "Bad input",
+            403: "Number blocked",
+            404: "Unknown destination",
+        },
+    ),
+    Endpoint(
+        "GET",
+        SUB + "/inbox",
+        inbox,
+        "Read the subscriber's inbox (long polling with wait)",
+        query=(
+            ("after", "integer", "only messages with a larger id"),
+            ("wait", "number", "seconds to wait for a message, at most 60"),
+        ),
+    ),
+    Endpoint(
+        "PUT",
+        SUB,
+        put_subscriber,
+        "Create or update a subscriber",
+        operator=True,
+        body=models.SubscriberPut,
+        responses={200: "Updated", 201: "Created"},
+        tag="operator",
+    ),
+    Endpoint(
+        "GET",
+        SUB,
+        get_subscriber,
+        "Read a subscriber",
+        operator=True,
+        responses={200: "The subscriber", 404: "Unknown"},
+        tag="operator",
+    ),
+    Endpoint(
+        "GET",
+        SUB + "/journal",
+        journal,
+        "The subscriber's journal, newest last",
+        operator=True,
+        query=(("limit", "integer", "the last N entries"),),
+        tag="operator",
+    ),
+    Endpoint(
+        "POST",
+        SUB + "/payments",
+        payment,
+        "Apply a payment (idempotent per payment_id)",
+        operator=True,
+        body=models.PaymentRequest,
+        responses={201: "Applied", 200: "Already applied", 404: "Unknown"},
+        tag="operator",
+    ),
+    Endpoint(
+        "POST",
+        SUB + "/login",
+        login,
+        "Log in to self-service with a password",
+        operator=True,
+        body=models.LoginRequest,
+        responses={200: "Logged in", 401: "Wrong password", 423: "Locked"},
+        tag="operator",
+    ),
     Endpoint("GET", "/v1/clock", clock, "Read the clock", operator=True, tag="operator"),
-    Endpoint("POST", "/v1/clock", clock, "Move the virtual clock forward", operator=True,
-             body=models.ClockRequest,
-             responses={200: "The new time", 409: "The clock is real"}, tag="operator"),
-    Endpoint("GET", "/v1/events", events, "Server-Sent Events of sessions, SMS and the ledger",
-             operator=True, tag="operator",
-             query=(("msisdn", "string", "only this number"),
-                    ("kind", "string", "comma-separated kind prefixes, e.g. ussd,sms"),
-                    ("after", "string", "resume after this event id (or Last-Event-ID)"),
-                    ("once", "string", "1: send what is stored and close"))),
+    Endpoint(
+        "POST",
+        "/v1/clock",
+        clock,
+        "Move the virtual clock forward",
+        operator=True,
+        body=models.ClockRequest,
+        responses={200: "The new time", 409: "The clock is real"},
+        tag="operator",
+    ),
+    Endpoint(
+        "GET",
+        "/v1/events",
+        events,
+        "Server-Sent Events of sessions, SMS and the ledger",
+        operator=True,
+        tag="operator",
+        query=(
+            ("msisdn", "string", "only this number"),
+            ("kind", "string", "comma-separated kind prefixes, e.g. ussd,sms"),
+            ("after", "string", "resume after this event id (or Last-Event-ID)"),
+            ("once", "string", "1: send what is stored and close"),
+        ),
+    ),
     Endpoint("GET", "/healthz", healthz, "Liveness, including the store", tag="infra"),
     Endpoint("GET", "/metrics", metrics, "Prometheus metrics", tag="infra"),
     Endpoint("GET", "/v1/openapi.json", openapi, "This specification", tag="infra"),
@@ -330,7 +434,9 @@ def make_middleware(token: str) -> Any:
             if (request.method, route) in protected:
                 given = request.headers.get("Authorization", "").encode()
                 if not hmac.compare_digest(given, expected):
-                    raise ApiError(401, "unauthorized", "this call needs the operator's bearer token")
+                    raise ApiError(
+                        401, "unauthorized", "this call needs the operator's bearer token"
+                    )
             response = await handler(request)
             status = response.status
             return response
@@ -347,8 +453,9 @@ def make_middleware(token: str) -> Any:
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
             status = 503
             log.warning("store unavailable during %s %s", request.method, route)
-            return _error_response(ApiError(503, "store_unavailable",
-                                            "the store is not answering; try again shortly"))
+            return _error_response(
+                ApiError(503, "store_unavailable", "the store is not answering; try again shortly")
+            )
         except (asyncio.CancelledError, ConnectionResetError):
             raise
         except Exception:

@@ -58,8 +58,12 @@ class ClientError(Exception):
 
 def _call(url: str, method: str, path: str, body: Any = None) -> tuple[int, Any]:
     data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url.rstrip("/") + path, data=data, method=method,
-                                 headers={"Content-Type": "application/json"})
+    req = urllib.request.Request(
+        url.rstrip("/") + path,
+        data=data,
+        method=method,
+        headers={"Content-Type": "application/json"},
+    )
     try:
         with urllib.request.urlopen(req, timeout=70) as resp:
             raw = resp.read()
@@ -69,7 +73,9 @@ def _call(url: str, method: str, path: str, body: Any = None) -> tuple[int, Any]
         try:
             return e.code, json.loads(raw)
         except ValueError:
-            return e.code, {"error": {"code": "http_error", "message": raw.decode(errors="replace")}}
+            return e.code, {
+                "error": {"code": "http_error", "message": raw.decode(errors="replace")}
+            }
     except urllib.error.URLError as e:
         raise ClientError(f"cannot reach {url}: {e.reason}") from e
 
@@ -114,8 +120,9 @@ def cmd_sms(url: str, sender: str, to: str, text: str, wait: float) -> int:
     if status != 202:
         print(_error_text(status, accepted), file=sys.stderr)
         return 1
-    print(f"sent {accepted['message_id']} ({accepted['segments']} segment(s), "
-          f"{accepted['encoding']})")
+    print(
+        f"sent {accepted['message_id']} ({accepted['segments']} segment(s), {accepted['encoding']})"
+    )
     status, replies = _call(url, "GET", f"/v1/subscribers/{sender}/inbox?after={last}&wait={wait}")
     for message in replies.get("messages", []) if status == 200 else []:
         print(f"<- {message['from']}: {message['text']}")
@@ -128,7 +135,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     path = args.config
     if path is None and Path("config.yaml").is_file():
         path = "config.yaml"
-    overrides = {
+    overrides: dict[tuple[str, ...], Any] = {
         ("http", "listen"): args.http,
         ("smpp", "listen"): args.smpp,
         ("redis", "url"): args.redis,

@@ -129,7 +129,10 @@ class SmsConfig(_Strict):
     texts: dict[str, dict[str, str]] = Field(
         default_factory=lambda: {
             "password": {
-                "ru": "Пароль для входа в личный кабинет: {code}. Действует 48 ч. Никому не сообщайте.",
+                "ru": (
+                    "Пароль для входа в личный кабинет: {code}. "
+                    "Действует 48 ч. Никому не сообщайте."
+                ),
                 "en": "Your self-service password: {code}. Valid for 48 h. Do not share it.",
             },
             "password_rate_limited": {

@@ -20,21 +20,24 @@ class EventLog:
         self._maxlen = maxlen
 
     async def emit(self, kind: str, msisdn: str | None, at: float, **data: Any) -> str:
-        fields = {
+        fields: dict[Any, Any] = {
             "kind": kind,
             "msisdn": msisdn or "",
             "at": repr(at),
             "data": json.dumps(data, ensure_ascii=False, separators=(",", ":")),
         }
         event_id = await self._redis.xadd(
-            EVENTS_KEY, fields, maxlen=self._maxlen, approximate=True  # type: ignore[arg-type]
+            EVENTS_KEY,
+            fields,
+            maxlen=self._maxlen,
+            approximate=True,
         )
         return str(event_id)
 
     async def read(
         self, after: str = "0", count: int = 100, block_ms: int | None = None
     ) -> list[dict[str, Any]]:
-        reply = await self._redis.xread({EVENTS_KEY: after}, count=count, block=block_ms)
+        reply: Any = await self._redis.xread({EVENTS_KEY: after}, count=count, block=block_ms)
         events: list[dict[str, Any]] = []
         for _stream, entries in reply or []:
             for event_id, fields in entries:

@@ -12,18 +12,25 @@ class Metrics:
         self.registry = CollectorRegistry()
         r = self.registry
         self.http_requests = Counter(
-            "ussdsim_http_requests", "HTTP requests by route and status", ["route", "status"],
+            "ussdsim_http_requests",
+            "HTTP requests by route and status",
+            ["route", "status"],
             registry=r,
         )
         self.http_latency = Histogram(
-            "ussdsim_http_request_seconds", "HTTP request latency by route", ["route"],
-            buckets=LATENCY_BUCKETS, registry=r,
+            "ussdsim_http_request_seconds",
+            "HTTP request latency by route",
+            ["route"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
         )
         self.ussd_sessions = Counter(
             "ussdsim_ussd_sessions", "USSD sessions opened by route", ["route"], registry=r
         )
         self.ussd_steps = Counter(
-            "ussdsim_ussd_steps", "USSD screens sent, by whether they ended the session", ["end"],
+            "ussdsim_ussd_steps",
+            "USSD screens sent, by whether they ended the session",
+            ["end"],
             registry=r,
         )
         self.ussd_released = Counter(
@@ -39,8 +46,10 @@ class Metrics:
             "ussdsim_sms_segments", "SMS segments by direction", ["direction"], registry=r
         )
         self.ledger_ops = Counter(
-            "ussdsim_ledger_operations", "Ledger operations by name and outcome",
-            ["op", "outcome"], registry=r,
+            "ussdsim_ledger_operations",
+            "Ledger operations by name and outcome",
+            ["op", "outcome"],
+            registry=r,
         )
 
     def render(self) -> bytes:

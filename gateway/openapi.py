@@ -24,10 +24,12 @@ ERROR_SCHEMA = {
 }
 
 
+def _slug(path: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "_", path.lower()).strip("_")
+
+
 def _schema_of(model: type[BaseModel], components: dict[str, Any]) -> dict[str, Any]:
-    schema = model.model_json_schema(
-        by_alias=True, ref_template="#/components/schemas/{model}"
-    )
+    schema = model.model_json_schema(by_alias=True, ref_template="#/components/schemas/{model}")
     for name, sub in schema.pop("$defs", {}).items():
         components[name] = sub
     components[model.__name__] = schema
@@ -40,8 +42,7 @@ def build_spec(endpoints: Sequence[Endpoint]) -> dict[str, Any]:
     for e in endpoints:
         op: dict[str, Any] = {
             "summary": e.summary,
-            "operationId": f"{e.method.lower()}_{re.sub(r'[^a-z0-9]+', '_', e.path.lower())}"
-            .rstrip("_"),
+            "operationId": e.method.lower() + "_" + _slug(e.path),
             "tags": [e.tag],
             "responses": {},
         }
@@ -50,8 +51,7 @@ def build_spec(endpoints: Sequence[Endpoint]) -> dict[str, Any]:
             for n in re.findall(r"\{(\w+)\}", e.path)
         ]
         params += [
-            {"name": n, "in": "query", "required": False, "schema": {"type": t},
-             "description": d}
+            {"name": n, "in": "query", "required": False, "schema": {"type": t}, "description": d}
             for n, t, d in e.query
         ]
         if params:
@@ -68,10 +68,13 @@ def build_spec(endpoints: Sequence[Endpoint]) -> dict[str, Any]:
                     "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}
                 }
             op["responses"][str(status)] = resp
-        op["responses"].setdefault("400", {
-            "description": "Bad input",
-            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
-        })
+        op["responses"].setdefault(
+            "400",
+            {
+                "description": "Bad input",
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+            },
+        )
         if e.operator:
             op["security"] = [{"bearer": []}]
             op["responses"]["401"] = {
@@ -81,8 +84,11 @@ def build_spec(endpoints: Sequence[Endpoint]) -> dict[str, Any]:
         paths.setdefault(e.path, {})[e.method.lower()] = op
     return {
         "openapi": "3.1.0",
-        "info": {"title": "ussdsim", "version": "0.1.0",
-                 "description": "USSD and SMS gateway simulator: handset and operator API"},
+        "info": {
+            "title": "ussdsim",
+            "version": "0.1.0",
+            "description": "USSD and SMS gateway simulator: handset and operator API",
+        },
         "paths": paths,
         "components": {
             "schemas": components,

@@ -1,4 +1,7 @@
-"""Which service answers a dialled code: exact service-code routes first, then the longest prefix."""
+"""Which service answers a dialled code.
+
+Exact service-code routes (`*111#`) win; otherwise the longest prefix route (`*384*`) does.
+"""
 
 from __future__ import annotations
 

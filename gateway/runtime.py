@@ -16,7 +16,7 @@ from gateway.clock import Clock, RealClock, VirtualClock
 from gateway.config import Config, resolve_path
 from gateway.events import EventLog
 from gateway.metrics import Metrics
-from gateway.routing import RouteTarget, Router
+from gateway.routing import Router, RouteTarget
 from gateway.sessions import SessionStore
 from gateway.sms_gateway import SmsGateway
 from gateway.subscribers import SubscriberDirectory
@@ -119,26 +119,44 @@ class Runtime:
         await inbox.start()
         metrics = Metrics()
         events = EventLog(client)
-        sessions = SessionStore(client, input_timeout_s=config.ussd.input_timeout_s,
-                                lifetime_s=config.ussd.session_lifetime_s)
-        directory = SubscriberDirectory(ledger, auto_provision=config.subscribers.auto_provision,
-                                        region=config.region)
-        passwords = PasswordSender(ledger, inbox, config.sms, config.passwords.sender, events,
-                                   metrics)
+        sessions = SessionStore(
+            client,
+            input_timeout_s=config.ussd.input_timeout_s,
+            lifetime_s=config.ussd.session_lifetime_s,
+        )
+        directory = SubscriberDirectory(
+            ledger, auto_provision=config.subscribers.auto_provision, region=config.region
+        )
+        passwords = PasswordSender(
+            ledger, inbox, config.sms, config.passwords.sender, events, metrics
+        )
         actions = Actions(ledger, passwords, metrics)
         problems = check_wiring(config, menus, actions)
         if problems:
             await inbox.close()
             raise StartupError("; ".join(problems))
         router = Router([RouteTarget(r.code, r.menu) for r in config.routes])
-        ussd = UssdService(config, clock, directory, menus, router, sessions, actions, events,
-                           metrics)
+        ussd = UssdService(
+            config, clock, directory, menus, router, sessions, actions, events, metrics
+        )
         sms = SmsGateway(config, clock, directory, inbox, passwords, events, metrics)
         token = config.admin_token or secrets.token_urlsafe(24)
-        runtime = cls(config=config, redis=client, clock=clock, virtual_clock=virtual,
-                      admin_token=token, ledger=ledger, inbox=inbox, sessions=sessions,
-                      events=events, metrics=metrics, directory=directory, ussd=ussd, sms=sms,
-                      embedded=embedded)
+        runtime = cls(
+            config=config,
+            redis=client,
+            clock=clock,
+            virtual_clock=virtual,
+            admin_token=token,
+            ledger=ledger,
+            inbox=inbox,
+            sessions=sessions,
+            events=events,
+            metrics=metrics,
+            directory=directory,
+            ussd=ussd,
+            sms=sms,
+            embedded=embedded,
+        )
         runtime._tasks.append(asyncio.create_task(runtime._sweeper()))
         return runtime
 

@@ -32,13 +32,19 @@ async def serve(config: Config, *, ready: asyncio.Event | None = None) -> None:
     try:
         await site.start()
         bound = runner.addresses[0] if runner.addresses else (host, port)
-        print(f"ussdsim: HTTP on http://{bound[0]}:{bound[1]}  "
-              f"store: {runtime.embedded.url + ' (embedded)' if runtime.embedded else config.redis.url}  "
-              f"clock: {config.clock.mode}", flush=True)
+        store = f"{runtime.embedded.url} (embedded)" if runtime.embedded else config.redis.url
+        print(
+            f"ussdsim: HTTP on http://{bound[0]}:{bound[1]}  store: {store}  "
+            f"clock: {config.clock.mode}",
+            flush=True,
+        )
         if config.admin_token is None:
             # Printed once so a person can use the operator API; never logged.
-            print(f"ussdsim: operator token (set USSDSIM_ADMIN_TOKEN to choose one): "
-                  f"{runtime.admin_token}", flush=True)
+            print(
+                f"ussdsim: operator token (set USSDSIM_ADMIN_TOKEN to choose one): "
+                f"{runtime.admin_token}",
+                flush=True,
+            )
         if ready is not None:
             ready.set()
         await stop.wait()

@@ -164,9 +164,16 @@ class SessionStore:
         old = await self._open(
             keys=[session_key(msisdn), sid_key(sid), DEADLINES_KEY],
             args=[
-                sid, msisdn, route, lang, json.dumps(state, ensure_ascii=False),
-                repr(now), repr(session.input_deadline), repr(session.expires_at),
-                "ussd:sid:", int(self.lifetime_s) + 60,
+                sid,
+                msisdn,
+                route,
+                lang,
+                json.dumps(state, ensure_ascii=False),
+                repr(now),
+                repr(session.input_deadline),
+                repr(session.expires_at),
+                "ussd:sid:",
+                int(self.lifetime_s) + 60,
             ],
         )
         return session, old or None
@@ -188,13 +195,18 @@ class SessionStore:
         status = ClaimStatus(reply[0])
         return status, (_decode(reply[1]) if status is ClaimStatus.OK else None)
 
-    async def save(self, session: UssdSession, state: dict[str, Any], lang: str, now: float) -> bool:
-        """Store the new state after a step and restart the input timer; False if it was released."""
+    async def save(
+        self, session: UssdSession, state: dict[str, Any], lang: str, now: float
+    ) -> bool:
+        """Store the state after a step and restart the input timer; False if it was released."""
         saved = await self._save(
             keys=[session_key(session.msisdn), sid_key(session.sid), DEADLINES_KEY],
             args=[
-                session.sid, json.dumps(state, ensure_ascii=False),
-                repr(now + self.input_timeout_s), lang, session.msisdn,
+                session.sid,
+                json.dumps(state, ensure_ascii=False),
+                repr(now + self.input_timeout_s),
+                lang,
+                session.msisdn,
             ],
         )
         return bool(saved)

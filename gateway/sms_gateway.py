@@ -28,8 +28,7 @@ class Accepted:
     encoding: str
 
     def to_json(self) -> dict[str, Any]:
-        return {"message_id": self.message_id, "segments": self.segments,
-                "encoding": self.encoding}
+        return {"message_id": self.message_id, "segments": self.segments, "encoding": self.encoding}
 
 
 class SmsGateway:
@@ -79,16 +78,24 @@ class SmsGateway:
         subscriber = await self._directory.require(sender, now, actor="sms")
         support = self._support_numbers()
         if subscriber.status != "active" and to not in support:
-            raise ApiError(403, "subscriber_blocked",
-                           "a blocked number can only text the support number")
+            raise ApiError(
+                403, "subscriber_blocked", "a blocked number can only text the support number"
+            )
         recipient = None
         if short is None:
             recipient = await self._directory.require(to, now, actor="sms")
         message_id = f"mo-{secrets.token_hex(8)}"
         self._metrics.sms.labels("mo", plan.encoding).inc()
         self._metrics.sms_segments.labels("mo").inc(plan.segments)
-        await self._events.emit("sms.mo", sender, now, message_id=message_id, to=to,
-                                segments=plan.segments, encoding=str(plan.encoding))
+        await self._events.emit(
+            "sms.mo",
+            sender,
+            now,
+            message_id=message_id,
+            to=to,
+            segments=plan.segments,
+            encoding=str(plan.encoding),
+        )
         lang = subscriber.lang
         if recipient is not None:
             await self._deliver(recipient.msisdn, sender, text, now)
@@ -98,12 +105,15 @@ class SmsGateway:
                 result = await self._passwords.issue_and_send(sender, now, "sms", lang)
                 if result.outcome is Outcome.RATE_LIMITED:
                     minutes = max(1, -(-int(result.values.get("retry_after_s", 60)) // 60))
-                    reply = fill(pick(self._config.sms.texts, "password_rate_limited", lang),
-                                 {"minutes": minutes})
+                    reply = fill(
+                        pick(self._config.sms.texts, "password_rate_limited", lang),
+                        {"minutes": minutes},
+                    )
                     await self._deliver(sender, to, reply, now)
                 elif result.outcome is not Outcome.OK:
-                    await self._deliver(sender, to, pick(self._config.sms.texts, "blocked", lang),
-                                        now)
+                    await self._deliver(
+                        sender, to, pick(self._config.sms.texts, "blocked", lang), now
+                    )
             elif decision.reply_key is not None:
                 if decision.reply_key == "echo":
                     reply = text
@@ -119,5 +129,6 @@ class SmsGateway:
         message = await self._inbox.deliver(to, sender, text, now)
         self._metrics.sms.labels("mt", message.encoding).inc()
         self._metrics.sms_segments.labels("mt").inc(message.segments)
-        await self._events.emit("sms.mt", to, now, message_id=message.id, sender=sender,
-                                segments=message.segments)
+        await self._events.emit(
+            "sms.mt", to, now, message_id=message.id, sender=sender, segments=message.segments
+        )

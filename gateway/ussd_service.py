@@ -1,4 +1,7 @@
-"""A subscriber's USSD dialog: parse the dialled string, route it, run the menu, keep the session."""
+"""A subscriber's USSD dialog.
+
+Parse the dialled string, route it, run the menu and its actions, keep the session.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +15,7 @@ from gateway.config import Config
 from gateway.errors import ApiError, bad_request, not_found
 from gateway.events import EventLog
 from gateway.metrics import Metrics
-from gateway.mmi import Malformed, SupplementaryService, Ussd, parse
+from gateway.mmi import Malformed, SupplementaryService, parse
 from gateway.routing import Router
 from gateway.sessions import ClaimStatus, SessionStore, UssdSession
 from gateway.subscribers import SubscriberDirectory
@@ -78,8 +81,9 @@ class UssdService:
             )
         parsed = parse(code)
         if isinstance(parsed, Malformed):
-            raise bad_request("malformed_ussd", f"not a USSD string: {parsed.reason}",
-                              reason=parsed.reason)
+            raise bad_request(
+                "malformed_ussd", f"not a USSD string: {parsed.reason}", reason=parsed.reason
+            )
         if isinstance(parsed, SupplementaryService):
             raise bad_request(
                 "not_ussd",
@@ -91,12 +95,15 @@ class UssdService:
         subscriber = await self._directory.require(msisdn, now, actor="ussd")
         lang = subscriber.lang
         route = self._router.route(parsed)
-        await self._events.emit("ussd.dial", msisdn, now, code=parsed.text,
-                                route=route.menu if route else None)
+        await self._events.emit(
+            "ussd.dial", msisdn, now, code=parsed.text, route=route.menu if route else None
+        )
         if route is None:
             return await self._one_shot(msisdn, pick(GATEWAY_TEXTS, "unknown_code", lang), now)
-        if (subscriber.status != "active"
-                and route.menu not in self._config.ussd.blocked_allowed_menus):
+        if (
+            subscriber.status != "active"
+            and route.menu not in self._config.ussd.blocked_allowed_menus
+        ):
             return await self._one_shot(msisdn, pick(GATEWAY_TEXTS, "number_blocked", lang), now)
         menu = self._menus.get(route.menu)
         step = engine.start(menu, lang=lang, prefilled=parsed.fields)
@@ -121,8 +128,7 @@ class UssdService:
             raise not_found("session_not_found", "no open USSD session with this id")
         menu = self._menus.get(session.route)
         state = engine.SessionState.from_json(session.state)
-        await self._events.emit("ussd.input", session.msisdn, now, session_id=sid,
-                                length=len(text))
+        await self._events.emit("ussd.input", session.msisdn, now, session_id=sid, length=len(text))
         step = engine.answer(menu, state, text)
         ctx = ActionContext(session.msisdn, now, "ussd", state.lang)
         screen = await self._run_actions(menu, step, ctx)
@@ -145,15 +151,14 @@ class UssdService:
         self._metrics.ussd_open.set(await self._sessions.open_count())
         return len(released)
 
-    async def _run_actions(
-        self, menu: Any, step: engine.Step, ctx: ActionContext
-    ) -> engine.Screen:
+    async def _run_actions(self, menu: Any, step: engine.Step, ctx: ActionContext) -> engine.Screen:
         for _ in range(MAX_ACTIONS_PER_STEP):
             if isinstance(step, engine.Screen):
                 return step
             outcome, values = await self._actions.run(step.name, step.args, ctx)
-            await self._events.emit("ussd.action", ctx.msisdn, ctx.now, action=step.name,
-                                    outcome=outcome)
+            await self._events.emit(
+                "ussd.action", ctx.msisdn, ctx.now, action=step.name, outcome=outcome
+            )
             step = engine.resume(menu, step.state, outcome, values)
         if isinstance(step, engine.Screen):
             return step
@@ -167,20 +172,17 @@ class UssdService:
         )
         if replaced:
             self._metrics.ussd_released.labels("replaced").inc()
-            await self._events.emit("ussd.released", msisdn, now, session_id=replaced,
-                                    cause="replaced")
+            await self._events.emit(
+                "ussd.released", msisdn, now, session_id=replaced, cause="replaced"
+            )
         if screen.end:
             await self._sessions.end(msisdn, session.sid)
         return await self._reply(session.sid, msisdn, screen.text, screen.end, now)
 
-    async def _show(
-        self, session: UssdSession, screen: engine.Screen, now: float
-    ) -> UssdReply:
+    async def _show(self, session: UssdSession, screen: engine.Screen, now: float) -> UssdReply:
         if screen.end:
             await self._sessions.end(session.msisdn, session.sid)
-        elif not await self._sessions.save(
-            session, screen.state.to_json(), screen.state.lang, now
-        ):
+        elif not await self._sessions.save(session, screen.state.to_json(), screen.state.lang, now):
             raise not_found("session_not_found", "the session was released meanwhile")
         return await self._reply(session.sid, session.msisdn, screen.text, screen.end, now)
 
@@ -188,8 +190,9 @@ class UssdService:
         self._metrics.ussd_steps.labels(str(end).lower()).inc()
         if end:
             self._metrics.ussd_released.labels("network").inc()
-        await self._events.emit("ussd.screen", msisdn, now, session_id=sid, end=end,
-                                chars=len(text))
+        await self._events.emit(
+            "ussd.screen", msisdn, now, session_id=sid, end=end, chars=len(text)
+        )
         return UssdReply(sid, msisdn, text, end)
 
     async def _one_shot(self, msisdn: str, text: str, now: float) -> UssdReply:
@@ -198,6 +201,7 @@ class UssdService:
         await self._sessions.end(msisdn, session.sid)
         if replaced:
             self._metrics.ussd_released.labels("replaced").inc()
-            await self._events.emit("ussd.released", msisdn, now, session_id=replaced,
-                                    cause="replaced")
+            await self._events.emit(
+                "ussd.released", msisdn, now, session_id=replaced, cause="replaced"
+            )
         return await self._reply(session.sid, msisdn, text, True, now)

@@ -160,7 +160,8 @@ def start(
         screen=menu.start,
         lang=lang,
         vars=_json_vars(vars or {}),
-        pending=tuple(prefilled),
+        # `*111*#` dials an empty field: nothing was typed there, so it answers nothing.
+        pending=tuple(typed for typed in prefilled if typed.strip()),
     )
     return _arrive(menu, state)
 
@@ -245,9 +246,7 @@ def _handle(menu: Menu, state: SessionState, raw: str) -> Step:
         if not state.history:
             return _show(menu, dataclasses.replace(state, errors=0, page=0), None)
         *rest, previous = state.history
-        back = dataclasses.replace(
-            state, screen=previous, history=tuple(rest), errors=0, page=0
-        )
+        back = dataclasses.replace(state, screen=previous, history=tuple(rest), errors=0, page=0)
         return _arrive(menu, back)
     if isinstance(spec, MenuScreen):
         return _choose(menu, state, spec, raw)

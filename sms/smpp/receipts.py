@@ -65,7 +65,9 @@ def build_receipt_text(receipt: Receipt) -> str:
 
 
 def _date(value: str) -> datetime:
-    return datetime.strptime(value[:10], _DATE)
+    # Two-digit years are 20YY: strptime's %y would turn 69..99 into the 1900s.
+    yy, month, day, hour, minute = (int(value[i : i + 2]) for i in range(0, 10, 2))
+    return datetime(2000 + yy, month, day, hour, minute)
 
 
 def parse_receipt_text(text: str) -> Receipt:

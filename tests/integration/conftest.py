@@ -20,7 +20,7 @@ from ledger.embedded import EmbeddedRedis, free_port
 TOKEN = "test-operator-token"
 
 
-def test_config(redis_url: str, **overrides: Any) -> Config:
+def make_config(redis_url: str, overrides: dict[tuple[str, ...], Any] | None = None) -> Config:
     base: dict[tuple[str, ...], Any] = {
         ("redis", "url"): redis_url,
         ("clock", "mode"): "virtual",
@@ -28,7 +28,7 @@ def test_config(redis_url: str, **overrides: Any) -> Config:
         ("http", "listen"): f"127.0.0.1:{free_port()}",
         ("passwords", "scrypt_n"): 2**10,
     }
-    base.update(overrides)
+    base.update(overrides or {})
     return load_config(None, env={}, overrides=base)
 
 
@@ -39,8 +39,14 @@ class Api:
     runtime: Runtime
 
     async def call(
-        self, method: str, path: str, body: Any = None, *, operator: bool = False,
-        raw: bytes | None = None, headers: dict[str, str] | None = None,
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        operator: bool = False,
+        raw: bytes | None = None,
+        headers: dict[str, str] | None = None,
     ) -> tuple[int, Any]:
         hdrs = dict(headers or {})
         if operator:
@@ -123,5 +129,5 @@ async def start_api(config: Config) -> AsyncIterator[Api]:
 
 @pytest.fixture
 async def api(redis_server: EmbeddedRedis, redis_client: aioredis.Redis) -> AsyncIterator[Api]:
-    async for a in start_api(test_config(redis_server.url)):
+    async for a in start_api(make_config(redis_server.url)):
         yield a

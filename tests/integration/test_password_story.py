@@ -17,8 +17,9 @@ def only_code(text: str) -> str:
 
 
 async def login(api: Api, password: str, msisdn: str = NUMBER) -> tuple[int, dict]:
-    return await api.call("POST", f"/v1/subscribers/{msisdn}/login", {"password": password},
-                          operator=True)
+    return await api.call(
+        "POST", f"/v1/subscribers/{msisdn}/login", {"password": password}, operator=True
+    )
 
 
 async def test_password_by_ussd_whole_story(api: Api) -> None:
@@ -102,8 +103,9 @@ async def test_password_requests_are_rate_limited(api: Api) -> None:
 async def test_password_by_sms_to_3339(api: Api) -> None:
     for keyword in ["Пароль", "  пароль ", "PAROL", "password"]:
         before = len(await api.inbox(NUMBER))
-        status, body = await api.call("POST", "/v1/sms",
-                                      {"from": "89161234567", "to": "3339", "text": keyword})
+        status, body = await api.call(
+            "POST", "/v1/sms", {"from": "89161234567", "to": "3339", "text": keyword}
+        )
         assert status == 202, body
         assert body["encoding"] == ("ucs2" if re.search("[а-я]", keyword.lower()) else "gsm7")
         assert body["segments"] == 1

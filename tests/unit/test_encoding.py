@@ -5,7 +5,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sms.encoding import (
-    GSM7_CODEC,
     SMS_MAX_PARTS,
     SMS_PART,
     SMS_SINGLE,
