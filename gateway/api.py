@@ -437,7 +437,8 @@ def make_middleware(token: str) -> Any:
                     raise ApiError(
                         401, "unauthorized", "this call needs the operator's bearer token"
                     )
-            response = await handler(request)
+            async with request.app[RUNTIME].events.batch():
+                response = await handler(request)
             status = response.status
             return response
         except ApiError as e:

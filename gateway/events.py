@@ -5,7 +5,10 @@ A stream (not pub/sub) so that any process can read every event and a client can
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import json
+from collections.abc import AsyncIterator
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -14,25 +17,50 @@ EVENTS_KEY = "events"
 EVENTS_MAXLEN = 100_000
 
 
+# Events emitted inside `EventLog.batch()` wait here and go to Redis in one round trip.
+_pending: contextvars.ContextVar[list[dict[Any, Any]] | None] = contextvars.ContextVar(
+    "ussdsim_pending_events", default=None
+)
+
+
 class EventLog:
     def __init__(self, redis: aioredis.Redis, maxlen: int = EVENTS_MAXLEN) -> None:
         self._redis = redis
         self._maxlen = maxlen
 
-    async def emit(self, kind: str, msisdn: str | None, at: float, **data: Any) -> str:
+    async def emit(self, kind: str, msisdn: str | None, at: float, **data: Any) -> None:
         fields: dict[Any, Any] = {
             "kind": kind,
             "msisdn": msisdn or "",
             "at": repr(at),
             "data": json.dumps(data, ensure_ascii=False, separators=(",", ":")),
         }
-        event_id = await self._redis.xadd(
-            EVENTS_KEY,
-            fields,
-            maxlen=self._maxlen,
-            approximate=True,
-        )
-        return str(event_id)
+        pending = _pending.get()
+        if pending is not None:
+            pending.append(fields)
+            return
+        await self._redis.xadd(EVENTS_KEY, fields, maxlen=self._maxlen, approximate=True)
+
+    @contextlib.asynccontextmanager
+    async def batch(self) -> AsyncIterator[None]:
+        """Collect the events of one request and write them together, in order, at its end.
+
+        Events of a request that fails half-way are still written: they describe what happened.
+        """
+        if _pending.get() is not None:  # already batching further up
+            yield
+            return
+        pending: list[dict[Any, Any]] = []
+        token = _pending.set(pending)
+        try:
+            yield
+        finally:
+            _pending.reset(token)
+            if pending:
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    for fields in pending:
+                        pipe.xadd(EVENTS_KEY, fields, maxlen=self._maxlen, approximate=True)
+                    await pipe.execute()
 
     async def read(
         self, after: str = "0", count: int = 100, block_ms: int | None = None
