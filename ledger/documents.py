@@ -25,6 +25,7 @@ from redis.commands.core import AsyncScript
 
 from ledger import keys
 from ledger.catalogue import Catalogue, default_catalogue
+from ledger.common import LedgerValueError
 from ledger.models import iso_utc
 from ledger.offers import (
     base_entry,
@@ -37,7 +38,6 @@ from ledger.offers import (
     run_script,
 )
 from ledger.outcomes import Outcome, Result
-from ledger.service import LedgerValueError
 
 DUE_QUEUE: Final = "detail:due"
 DELIVERIES: Final = ("email", "inbox")

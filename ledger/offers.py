@@ -11,8 +11,7 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from dataclasses import dataclass, field
-from enum import StrEnum
+from dataclasses import dataclass
 from importlib import resources
 from typing import Any, Final
 
@@ -21,44 +20,15 @@ from redis.commands.core import AsyncScript
 
 from ledger import keys
 from ledger.catalogue import POINT_CHANNELS, Catalogue, Option, default_catalogue
+from ledger.common import MAX_AMOUNT, LedgerValueError
 from ledger.models import iso_utc
 from ledger.numbers import InvalidNumber, is_e164, normalize_msisdn
-from ledger.service import MAX_AMOUNT, LedgerValueError
+from ledger.outcomes import Outcome, Result
 
 MAX_BLACKLIST: Final = 50
 _DAY_S: Final = 86400
 _IDENTIFIER = re.compile(r"[a-z0-9_]{1,32}")
 _MAX_ACTOR_LENGTH = 128
-
-
-class OfferOutcome(StrEnum):
-    """Outcomes of catalogue operations; shared names carry the same values as ledger.Outcome."""
-
-    OK = "ok"
-    UNKNOWN_SUBSCRIBER = "unknown_subscriber"
-    BLOCKED = "blocked"
-    INVALID = "invalid"
-    INSUFFICIENT_FUNDS = "insufficient_funds"
-    ALREADY_ENABLED = "already_enabled"
-    NOT_ENABLED = "not_enabled"
-    SAME_TARIFF = "same_tariff"
-    ALREADY_CONNECTED = "already_connected"
-    NOT_CONNECTED = "not_connected"
-    ALREADY_LISTED = "already_listed"
-    NOT_LISTED = "not_listed"
-    LIST_FULL = "list_full"
-    INSUFFICIENT_POINTS = "insufficient_points"
-    RECIPIENT_BLOCKED = "recipient_blocked"
-
-
-@dataclass(frozen=True)
-class OfferResult:
-    outcome: OfferOutcome
-    values: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def ok(self) -> bool:
-        return self.outcome is OfferOutcome.OK
 
 
 @dataclass(frozen=True)
@@ -201,9 +171,9 @@ class OfferOps:
     def _script(self, name: str) -> AsyncScript:
         return self._redis.register_script(load_lua(name, "offer_lib.lua"))
 
-    async def _run(self, script: AsyncScript, keys_: list[str], args: list[str]) -> OfferResult:
+    async def _run(self, script: AsyncScript, keys_: list[str], args: list[str]) -> Result:
         outcome, values = await run_script(script, keys_, args)
-        return OfferResult(OfferOutcome(outcome), values)
+        return Result(Outcome(outcome), values)
 
     @property
     def _mobile_rate(self) -> str:
@@ -211,7 +181,7 @@ class OfferOps:
 
     # -- tariff and packages ---------------------------------------------------------------
 
-    async def packages(self, msisdn: str, now: float) -> OfferResult:
+    async def packages(self, msisdn: str, now: float) -> Result:
         """Remaining minutes, SMS and MB of the current tariff (plus redeemed rewards)."""
         check_common(msisdn, now, "read")
         async with self._redis.pipeline(transaction=True) as pipe:
@@ -219,24 +189,20 @@ class OfferOps:
             pipe.hgetall(packages_key(msisdn))
             tariff, state = await pipe.execute()
         if tariff is None:
-            return OfferResult(OfferOutcome.UNKNOWN_SUBSCRIBER)
+            return Result(Outcome.UNKNOWN_SUBSCRIBER)
         if state.get("tariff") == tariff:
             remaining = {unit: int(state[unit]) for unit in ("minutes", "sms", "mb")}
         else:
             plan = self._catalogue.tariff(tariff)
             remaining = plan.packages.model_dump() if plan else {"minutes": 0, "sms": 0, "mb": 0}
-        return OfferResult(OfferOutcome.OK, {"tariff": tariff, **remaining})
+        return Result(Outcome.OK, {"tariff": tariff, **remaining})
 
-    async def change_tariff(
-        self, msisdn: str, tariff_id: str, now: float, actor: str
-    ) -> OfferResult:
+    async def change_tariff(self, msisdn: str, tariff_id: str, now: float, actor: str) -> Result:
         check_common(msisdn, now, actor)
         check_identifier("tariff_id", tariff_id)
         tariff = self._catalogue.tariff(tariff_id)
         if tariff is None:
-            return OfferResult(
-                OfferOutcome.INVALID, {"field": "tariff_id", "reason": "unknown_tariff"}
-            )
+            return Result(Outcome.INVALID, {"field": "tariff_id", "reason": "unknown_tariff"})
         keys_ = [
             keys.subscriber(msisdn),
             packages_key(msisdn),
@@ -269,16 +235,12 @@ class OfferOps:
             }
         )
 
-    async def connect_option(
-        self, msisdn: str, option_id: str, now: float, actor: str
-    ) -> OfferResult:
+    async def connect_option(self, msisdn: str, option_id: str, now: float, actor: str) -> Result:
         check_common(msisdn, now, actor)
         check_identifier("option_id", option_id)
         option = self._catalogue.option(option_id)
         if option is None:
-            return OfferResult(
-                OfferOutcome.INVALID, {"field": "option_id", "reason": "unknown_option"}
-            )
+            return Result(Outcome.INVALID, {"field": "option_id", "reason": "unknown_option"})
         keys_ = [
             keys.subscriber(msisdn),
             options_key(msisdn),
@@ -296,17 +258,17 @@ class OfferOps:
 
     async def disconnect_option(
         self, msisdn: str, option_id: str, now: float, actor: str
-    ) -> OfferResult:
+    ) -> Result:
         return await self._disconnect_kind(msisdn, option_id, "", now, actor)
 
     async def disconnect_subscription(
         self, msisdn: str, option_id: str, now: float, actor: str
-    ) -> OfferResult:
+    ) -> Result:
         return await self._disconnect_kind(msisdn, option_id, "subscription", now, actor)
 
     async def _disconnect_kind(
         self, msisdn: str, option_id: str, kind: str, now: float, actor: str
-    ) -> OfferResult:
+    ) -> Result:
         check_common(msisdn, now, actor)
         check_identifier("option_id", option_id)
         keys_ = [keys.subscriber(msisdn), options_key(msisdn), keys.journal(msisdn)]
@@ -327,28 +289,26 @@ class OfferOps:
 
     # -- blacklist and forwarding ----------------------------------------------------------
 
-    def _number_args(self, msisdn: str, number: object) -> str | OfferResult:
+    def _number_args(self, msisdn: str, number: object) -> str | Result:
         target = phone_number(number)
         if target == msisdn:
-            return OfferResult(OfferOutcome.INVALID, {"field": "number", "reason": "own_number"})
+            return Result(Outcome.INVALID, {"field": "number", "reason": "own_number"})
         return target
 
-    async def blacklist_add(self, msisdn: str, number: str, now: float, actor: str) -> OfferResult:
+    async def blacklist_add(self, msisdn: str, number: str, now: float, actor: str) -> Result:
         check_common(msisdn, now, actor)
         target = self._number_args(msisdn, number)
-        if isinstance(target, OfferResult):
+        if isinstance(target, Result):
             return target
         return await self._blacklist_change(msisdn, "add", target, now, actor)
 
-    async def blacklist_remove(
-        self, msisdn: str, number: str, now: float, actor: str
-    ) -> OfferResult:
+    async def blacklist_remove(self, msisdn: str, number: str, now: float, actor: str) -> Result:
         check_common(msisdn, now, actor)
         return await self._blacklist_change(msisdn, "remove", phone_number(number), now, actor)
 
     async def _blacklist_change(
         self, msisdn: str, mode: str, number: str, now: float, actor: str
-    ) -> OfferResult:
+    ) -> Result:
         keys_ = [keys.subscriber(msisdn), service_state_key(msisdn), keys.journal(msisdn)]
         args = [base_entry(msisdn, now, actor), mode, number, str(MAX_BLACKLIST)]
         return await self._run(self._blacklist, keys_, args)
@@ -359,16 +319,16 @@ class OfferOps:
         numbers = json.loads(raw) if raw else []
         return [str(n) for n in numbers] if isinstance(numbers, list) else []
 
-    async def forwarding_set(self, msisdn: str, number: str, now: float, actor: str) -> OfferResult:
+    async def forwarding_set(self, msisdn: str, number: str, now: float, actor: str) -> Result:
         check_common(msisdn, now, actor)
         target = self._number_args(msisdn, number)
-        if isinstance(target, OfferResult):
+        if isinstance(target, Result):
             return target
         keys_ = [keys.subscriber(msisdn), service_state_key(msisdn), keys.journal(msisdn)]
         args = [base_entry(msisdn, now, actor), "set", target]
         return await self._run(self._forwarding, keys_, args)
 
-    async def forwarding_clear(self, msisdn: str, now: float, actor: str) -> OfferResult:
+    async def forwarding_clear(self, msisdn: str, now: float, actor: str) -> Result:
         check_common(msisdn, now, actor)
         keys_ = [keys.subscriber(msisdn), service_state_key(msisdn), keys.journal(msisdn)]
         return await self._run(
@@ -382,7 +342,7 @@ class OfferOps:
 
     # -- bonus points ----------------------------------------------------------------------
 
-    async def points(self, msisdn: str) -> OfferResult:
+    async def points(self, msisdn: str) -> Result:
         """The points balance and, per channel, the kopecks spent since the last point."""
         check_msisdn(msisdn)
         async with self._redis.pipeline(transaction=True) as pipe:
@@ -390,17 +350,15 @@ class OfferOps:
             pipe.hgetall(points_key(msisdn))
             balance, state = await pipe.execute()
         if balance is None:
-            return OfferResult(OfferOutcome.UNKNOWN_SUBSCRIBER)
+            return Result(Outcome.UNKNOWN_SUBSCRIBER)
         remainders = {
             channel: int(state.get(f"{channel}_remainder_kop", 0)) for channel in POINT_CHANNELS
         }
-        return OfferResult(
-            OfferOutcome.OK, {"bonus_points": int(balance), "remainders_kop": remainders}
-        )
+        return Result(Outcome.OK, {"bonus_points": int(balance), "remainders_kop": remainders})
 
     async def accrue(
         self, msisdn: str, channel: str, amount_kop: int, now: float, actor: str
-    ) -> OfferResult:
+    ) -> Result:
         """Points for spending elsewhere (shops, home internet, partner cards)."""
         check_common(msisdn, now, actor)
         if channel not in POINT_CHANNELS:
@@ -417,12 +375,12 @@ class OfferOps:
 
     async def points_gift(
         self, sender: str, recipient: str, points: int, now: float, actor: str
-    ) -> OfferResult:
+    ) -> Result:
         check_common(sender, now, actor)
         check_msisdn(recipient, "recipient")
         check_count("points", points, 1)
         if sender == recipient:
-            return OfferResult(OfferOutcome.INVALID, {"field": "recipient", "reason": "self"})
+            return Result(Outcome.INVALID, {"field": "recipient", "reason": "self"})
         # Two subscribers, two hash tags: atomic on one Redis node, not across cluster slots.
         keys_ = [
             keys.subscriber(sender),
@@ -437,14 +395,12 @@ class OfferOps:
         ]
         return await self._run(self._gift, keys_, args)
 
-    async def redeem(self, msisdn: str, reward_id: str, now: float, actor: str) -> OfferResult:
+    async def redeem(self, msisdn: str, reward_id: str, now: float, actor: str) -> Result:
         check_common(msisdn, now, actor)
         check_identifier("reward_id", reward_id)
         reward = self._catalogue.reward(reward_id)
         if reward is None:
-            return OfferResult(
-                OfferOutcome.INVALID, {"field": "reward_id", "reason": "unknown_reward"}
-            )
+            return Result(Outcome.INVALID, {"field": "reward_id", "reason": "unknown_reward"})
         option_id = reward.grants.option
         option = self._catalogue.option(option_id) if option_id else None
         keys_ = [

@@ -20,6 +20,28 @@ class Outcome(StrEnum):
     INSUFFICIENT_FUNDS = "insufficient_funds"
     INVALID = "invalid"
     CONFLICT = "conflict"
+    # money
+    RECIPIENT_BLOCKED = "recipient_blocked"
+    DAILY_LIMIT = "daily_limit"
+    NOT_ALLOWED = "not_allowed"
+    OUTSTANDING = "outstanding"
+    OVERDUE = "overdue"
+    ALREADY_BLOCKED = "already_blocked"
+    NOT_BLOCKED = "not_blocked"
+    # number management groups
+    MEMBER_NOT_ENABLED = "member_not_enabled"
+    MEMBER_IN_GROUP = "member_in_group"
+    MAIN_IN_GROUP = "main_in_group"
+    NOT_MEMBER = "not_member"
+    PENDING = "pending"
+    # tariffs, options, points
+    SAME_TARIFF = "same_tariff"
+    ALREADY_CONNECTED = "already_connected"
+    NOT_CONNECTED = "not_connected"
+    ALREADY_LISTED = "already_listed"
+    NOT_LISTED = "not_listed"
+    LIST_FULL = "list_full"
+    INSUFFICIENT_POINTS = "insufficient_points"
 
 
 @dataclass(frozen=True)

@@ -18,8 +18,19 @@ import redis.asyncio as aioredis
 from redis.commands.core import AsyncScript
 
 from ledger import keys
+from ledger.catalogue import Catalogue, default_catalogue
+from ledger.common import (
+    Answer,
+    LedgerValueError,
+    check_amount,
+    check_msisdn,
+    check_text,
+    compact_json,
+)
+from ledger.documents import DetailOps
 from ledger.models import LANGS, SERVICES, STATUSES, Subscriber, iso_utc
-from ledger.numbers import is_e164
+from ledger.money import DEFAULT_MONEY_SETTINGS, MoneyOps, MoneySettings
+from ledger.offers import OfferOps
 from ledger.outcomes import Outcome, Result
 from ledger.passwords import (
     DEFAULT_N,
@@ -30,21 +41,9 @@ from ledger.passwords import (
     verify_password,
 )
 
-# Lua numbers are doubles and cjson writes 14 significant digits: stay well inside both.
-MAX_AMOUNT: Final = 10**13
 _TARIFF = re.compile(r"[A-Za-z0-9_.\-]{1,32}")
-_MAX_ID_LENGTH = 128
 _LOGIN_ATTEMPTS = 3
 _MAX_PASSWORD_LENGTH = 256
-
-
-class LedgerValueError(ValueError):
-    """An argument the ledger refuses; raised before anything is written."""
-
-    def __init__(self, field: str, reason: str) -> None:
-        super().__init__(f"{field}: {reason}")
-        self.field = field
-        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -67,36 +66,10 @@ def _load_script(name: str) -> str:
     return (lua / "_prelude.lua").read_text("utf-8") + "\n" + (lua / name).read_text("utf-8")
 
 
-def _compact_json(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
-
-
-def _check_msisdn(msisdn: str) -> None:
-    if not is_e164(msisdn):
-        raise LedgerValueError("msisdn", "not_e164")
-
-
-def _check_text(field: str, value: object, max_length: int = _MAX_ID_LENGTH) -> str:
-    if not isinstance(value, str):
-        raise LedgerValueError(field, "not_a_string")
-    if not value or len(value) > max_length:
-        raise LedgerValueError(field, "bad_length")
-    return value
-
-
-def _check_amount(field: str, value: object, minimum: int) -> int:
-    # bool is an int subclass; True is not an amount.
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise LedgerValueError(field, "not_an_integer")
-    if not minimum <= value <= MAX_AMOUNT:
-        raise LedgerValueError(field, "out_of_range")
-    return value
-
-
 def _encode_change(field: str, value: object) -> str:
     """Validate one `put` field and return the string stored in the subscriber hash."""
     if field in ("balance_kop", "bonus_points"):
-        return str(_check_amount(field, value, 0))
+        return str(check_amount(field, value, 0))
     if field == "tariff":
         if not isinstance(value, str) or not _TARIFF.fullmatch(value):
             raise LedgerValueError(field, "invalid")
@@ -114,7 +87,7 @@ def _encode_change(field: str, value: object) -> str:
             raise LedgerValueError(field, "not_a_list")
         if not all(isinstance(s, str) and s in SERVICES for s in value):
             raise LedgerValueError(field, "unknown_service")
-        return _compact_json(sorted(set(value)))
+        return compact_json(sorted(set(value)))
     raise LedgerValueError(field, "unknown_field")
 
 
@@ -139,12 +112,24 @@ def _normalize_entry(entry: dict[str, Any]) -> dict[str, Any]:
 
 
 class Ledger:
-    def __init__(self, redis: aioredis.Redis, settings: LedgerSettings = DEFAULT_SETTINGS) -> None:
+    """Subscribers and passwords here; money, offers and call detail in the parts it holds."""
+
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        settings: LedgerSettings = DEFAULT_SETTINGS,
+        *,
+        money: MoneySettings = DEFAULT_MONEY_SETTINGS,
+        catalogue: Catalogue | None = None,
+    ) -> None:
         self._redis = redis
         self._settings = settings
+        self.catalogue = catalogue if catalogue is not None else default_catalogue()
+        self.money = MoneyOps(redis, money)
+        self.offers = OfferOps(redis, self.catalogue)
+        self.detail = DetailOps(redis, self.catalogue)
         self._upsert = self._script("upsert.lua")
         self._set_service = self._script("set_service.lua")
-        self._payment = self._script("payment.lua")
         self._issue = self._script("issue_password.lua")
         self._set_permanent = self._script("set_permanent_password.lua")
         self._login_record = self._script("login_record.lua")
@@ -160,7 +145,7 @@ class Ledger:
 
     @staticmethod
     def _base_entry(msisdn: str, now: float, actor: str) -> str:
-        return _compact_json(
+        return compact_json(
             {
                 "id": uuid.uuid4().hex,
                 "at": iso_utc(now),
@@ -172,15 +157,15 @@ class Ledger:
 
     @staticmethod
     def _check_common(msisdn: str, now: float, actor: str) -> None:
-        _check_msisdn(msisdn)
+        check_msisdn(msisdn)
         if not isinstance(now, int | float) or isinstance(now, bool) or not 0 <= now < 1e11:
             raise LedgerValueError("now", "out_of_range")
-        _check_text("actor", actor)
+        check_text("actor", actor)
 
     # -- subscribers ---------------------------------------------------------------------------
 
     async def get(self, msisdn: str) -> Subscriber | None:
-        _check_msisdn(msisdn)
+        check_msisdn(msisdn)
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.hgetall(keys.subscriber(msisdn))
             pipe.hget(keys.password(msisdn), "locked")
@@ -217,7 +202,7 @@ class Ledger:
         }
         keys_ = [keys.subscriber(msisdn), keys.journal(msisdn), keys.password(msisdn)]
         base = self._base_entry(msisdn, now, actor)
-        args: list[str] = [base, _compact_json(defaults), _compact_json(encoded), ""]
+        args: list[str] = [base, compact_json(defaults), compact_json(encoded), ""]
         answer = await self._call(self._upsert, keys_, args)
         if answer.outcome == "need_account":
             # The sequence key lives outside the subscriber's slot, so it is taken first; a lost
@@ -257,19 +242,8 @@ class Ledger:
     async def apply_payment(
         self, msisdn: str, payment_id: str, amount_kop: int, source: str, now: float, actor: str
     ) -> Result:
-        self._check_common(msisdn, now, actor)
-        _check_text("payment_id", payment_id)
-        _check_amount("amount_kop", amount_kop, 1)
-        _check_text("source", source)
-        keys_ = [keys.subscriber(msisdn), keys.journal(msisdn), keys.payments(msisdn)]
-        args: list[str] = [
-            self._base_entry(msisdn, now, actor),
-            payment_id,
-            str(amount_kop),
-            source,
-            str(MAX_AMOUNT),
-        ]
-        return (await self._call(self._payment, keys_, args)).result()
+        """A top-up, idempotent per payment_id; it repays an outstanding promised payment first."""
+        return await self.money.apply_payment(msisdn, payment_id, amount_kop, source, now, actor)
 
     # -- passwords -----------------------------------------------------------------------------
 
@@ -292,7 +266,7 @@ class Ledger:
             str(settings.issue_limit_count),
             uuid.uuid4().hex,
             repr(expires_at),
-            _compact_json(hashed.to_fields("otp")),
+            compact_json(hashed.to_fields("otp")),
         ]
         result = (await self._call(self._issue, keys_, args)).result()
         if not result.ok:
@@ -312,7 +286,7 @@ class Ledger:
         keys_ = [keys.subscriber(msisdn), keys.password(msisdn), keys.journal(msisdn)]
         args: list[str] = [
             self._base_entry(msisdn, now, actor),
-            _compact_json(hashed.to_fields("perm")),
+            compact_json(hashed.to_fields("perm")),
         ]
         return (await self._call(self._set_permanent, keys_, args)).result()
 
@@ -364,7 +338,7 @@ class Ledger:
     # -- journal -------------------------------------------------------------------------------
 
     async def journal(self, msisdn: str, limit: int | None = None) -> list[dict[str, Any]]:
-        _check_msisdn(msisdn)
+        check_msisdn(msisdn)
         if limit is not None and (not isinstance(limit, int) or limit < 0):
             raise LedgerValueError("limit", "out_of_range")
         if limit == 0:
@@ -372,14 +346,3 @@ class Ledger:
         start = 0 if limit is None else -limit
         raw = await self._redis.lrange(keys.journal(msisdn), start, -1)
         return [_normalize_entry(json.loads(item)) for item in raw]
-
-
-@dataclass(frozen=True)
-class Answer:
-    """What a script said: an outcome name (public or internal) and its values."""
-
-    outcome: str
-    values: dict[str, Any]
-
-    def result(self) -> Result:
-        return Result(Outcome(self.outcome), self.values)

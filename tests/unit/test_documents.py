@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
+from ledger.common import LedgerValueError
 from ledger.documents import (
     CONTENT_TYPES,
     DetailOps,
@@ -23,7 +24,7 @@ from ledger.documents import (
 from ledger.embedded import EmbeddedRedis
 from ledger.offers import OfferOps
 from ledger.outcomes import Outcome
-from ledger.service import Ledger, LedgerSettings, LedgerValueError
+from ledger.service import Ledger, LedgerSettings
 from tests.unit.test_ledger import redis_dump
 
 MSISDN = "+79161234567"

@@ -8,9 +8,10 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
+from ledger.common import LedgerValueError
 from ledger.models import SERVICES
 from ledger.outcomes import Outcome
-from ledger.service import Ledger, LedgerSettings, LedgerValueError
+from ledger.service import Ledger, LedgerSettings
 
 MSISDN = "+79161234567"
 OTHER = "+79161234568"

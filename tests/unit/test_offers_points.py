@@ -9,9 +9,11 @@ import redis.asyncio as aioredis
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from ledger.common import LedgerValueError
 from ledger.embedded import EmbeddedRedis
-from ledger.offers import OfferOps, OfferOutcome
-from ledger.service import Ledger, LedgerSettings, LedgerValueError
+from ledger.offers import OfferOps
+from ledger.outcomes import Outcome
+from ledger.service import Ledger, LedgerSettings
 from tests.unit.test_ledger import redis_dump
 
 MSISDN = "+79161234567"
@@ -75,10 +77,10 @@ async def test_accrue_refusals(
 ) -> None:
     assert (
         await offers.accrue(MSISDN, "shop", 3000, T0, "api")
-    ).outcome is OfferOutcome.UNKNOWN_SUBSCRIBER
+    ).outcome is Outcome.UNKNOWN_SUBSCRIBER
     await ledger.put(MSISDN, {"status": "blocked_permanent"}, T0, "admin")
     snapshot = await redis_dump(redis_client)
-    assert (await offers.accrue(MSISDN, "shop", 3000, T0, "api")).outcome is OfferOutcome.BLOCKED
+    assert (await offers.accrue(MSISDN, "shop", 3000, T0, "api")).outcome is Outcome.BLOCKED
     for channel, amount in (("casino", 3000), ("shop", 0), ("shop", -5), ("shop", 1.5)):
         with pytest.raises(LedgerValueError):
             await offers.accrue(MSISDN, channel, amount, T0, "api")  # type: ignore[arg-type]
@@ -161,18 +163,18 @@ async def test_gift_refusals_change_nothing(
 ) -> None:
     await ledger.put(MSISDN, {"bonus_points": 10}, T0, "admin")
     unknown = await offers.points_gift(MSISDN, FRIEND, 5, T0, "ussd")
-    assert unknown.outcome is OfferOutcome.UNKNOWN_SUBSCRIBER
+    assert unknown.outcome is Outcome.UNKNOWN_SUBSCRIBER
     assert unknown.values == {"side": "recipient"}
     await ledger.put(FRIEND, {"status": "blocked_voluntary"}, T0, "admin")
     snapshot = await redis_dump(redis_client)
     assert (
         await offers.points_gift(MSISDN, FRIEND, 5, T0, "ussd")
-    ).outcome is OfferOutcome.RECIPIENT_BLOCKED
-    assert (await offers.points_gift(FRIEND, MSISDN, 5, T0, "ussd")).outcome is OfferOutcome.BLOCKED
+    ).outcome is Outcome.RECIPIENT_BLOCKED
+    assert (await offers.points_gift(FRIEND, MSISDN, 5, T0, "ussd")).outcome is Outcome.BLOCKED
     short = await offers.points_gift(MSISDN, "+79161234569", 5, T0, "ussd")
-    assert short.outcome is OfferOutcome.UNKNOWN_SUBSCRIBER
+    assert short.outcome is Outcome.UNKNOWN_SUBSCRIBER
     self_gift = await offers.points_gift(MSISDN, MSISDN, 5, T0, "ussd")
-    assert self_gift.outcome is OfferOutcome.INVALID and self_gift.values["reason"] == "self"
+    assert self_gift.outcome is Outcome.INVALID and self_gift.values["reason"] == "self"
     for bad in (0, -1, True):
         with pytest.raises(LedgerValueError):
             await offers.points_gift(MSISDN, FRIEND, bad, T0, "ussd")
@@ -181,7 +183,7 @@ async def test_gift_refusals_change_nothing(
     assert await redis_dump(redis_client) == snapshot
     await ledger.put(FRIEND, {"status": "active"}, T0, "admin")
     over = await offers.points_gift(MSISDN, FRIEND, 11, T0, "ussd")
-    assert over.outcome is OfferOutcome.INSUFFICIENT_POINTS and over.values["bonus_points"] == 10
+    assert over.outcome is Outcome.INSUFFICIENT_POINTS and over.values["bonus_points"] == 10
 
 
 async def test_concurrent_gifts_never_create_or_destroy_points(
@@ -203,8 +205,8 @@ async def test_concurrent_gifts_never_create_or_destroy_points(
         for client in clients:
             await client.aclose()
     outcomes = {r.outcome for r in results}
-    assert outcomes <= {OfferOutcome.OK, OfferOutcome.INSUFFICIENT_POINTS}
-    assert OfferOutcome.OK in outcomes
+    assert outcomes <= {Outcome.OK, Outcome.INSUFFICIENT_POINTS}
+    assert Outcome.OK in outcomes
     balances = [await points_of(ledger, n) for n in numbers]
     assert sum(balances) == 200 and min(balances) >= 0
     # Every successful gift is journaled on both sides.
@@ -255,24 +257,22 @@ async def test_redeem_option_connects_it_free(ledger: Ledger, offers: OfferOps) 
     sub = await ledger.get(MSISDN)
     assert sub is not None and sub.balance_kop == 10000 and sub.bonus_points == 60
     again = await offers.redeem(MSISDN, "weather_free", T0, "ussd")
-    assert again.outcome is OfferOutcome.ALREADY_CONNECTED
+    assert again.outcome is Outcome.ALREADY_CONNECTED
     assert await points_of(ledger) == 60
 
 
 async def test_redeem_refusals_change_nothing(
     ledger: Ledger, offers: OfferOps, redis_client: aioredis.Redis
 ) -> None:
-    assert (
-        await offers.redeem(MSISDN, "sms_50", T0, "ussd")
-    ).outcome is OfferOutcome.UNKNOWN_SUBSCRIBER
+    assert (await offers.redeem(MSISDN, "sms_50", T0, "ussd")).outcome is Outcome.UNKNOWN_SUBSCRIBER
     await ledger.put(MSISDN, {"bonus_points": 59}, T0, "admin")
     snapshot = await redis_dump(redis_client)
     short = await offers.redeem(MSISDN, "sms_50", T0, "ussd")
-    assert short.outcome is OfferOutcome.INSUFFICIENT_POINTS
+    assert short.outcome is Outcome.INSUFFICIENT_POINTS
     unknown = await offers.redeem(MSISDN, "yacht", T0, "ussd")
-    assert unknown.outcome is OfferOutcome.INVALID and unknown.values["reason"] == "unknown_reward"
+    assert unknown.outcome is Outcome.INVALID and unknown.values["reason"] == "unknown_reward"
     with pytest.raises(LedgerValueError):
         await offers.redeem(MSISDN, "../x", T0, "ussd")
     assert await redis_dump(redis_client) == snapshot
     await ledger.put(MSISDN, {"bonus_points": 500, "status": "blocked_voluntary"}, T0, "admin")
-    assert (await offers.redeem(MSISDN, "sms_50", T0, "ussd")).outcome is OfferOutcome.BLOCKED
+    assert (await offers.redeem(MSISDN, "sms_50", T0, "ussd")).outcome is Outcome.BLOCKED

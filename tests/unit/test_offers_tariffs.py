@@ -6,8 +6,10 @@ import pytest
 import redis.asyncio as aioredis
 
 from ledger.catalogue import Tariff, default_catalogue
-from ledger.offers import OfferOps, OfferOutcome
-from ledger.service import Ledger, LedgerSettings, LedgerValueError
+from ledger.common import LedgerValueError
+from ledger.offers import OfferOps
+from ledger.outcomes import Outcome
+from ledger.service import Ledger, LedgerSettings
 from tests.unit.test_ledger import redis_dump
 
 MSISDN = "+79161234567"
@@ -47,7 +49,7 @@ async def balance_and_points(ledger: Ledger, msisdn: str = MSISDN) -> tuple[int,
 async def test_packages_of_a_new_subscriber_are_the_default_tariff(
     ledger: Ledger, offers: OfferOps
 ) -> None:
-    assert (await offers.packages(MSISDN, T0)).outcome is OfferOutcome.UNKNOWN_SUBSCRIBER
+    assert (await offers.packages(MSISDN, T0)).outcome is Outcome.UNKNOWN_SUBSCRIBER
     await ledger.provision(MSISDN, T0, "admin")
     result = await offers.packages(MSISDN, T0)
     assert result.ok and result.values == {"tariff": "basic", "minutes": 0, "sms": 0, "mb": 0}
@@ -81,15 +83,15 @@ async def test_change_tariff_refusals_change_nothing(
 ) -> None:
     assert (
         await offers.change_tariff(MSISDN, "smart", T0, "ussd")
-    ).outcome is OfferOutcome.UNKNOWN_SUBSCRIBER
+    ).outcome is Outcome.UNKNOWN_SUBSCRIBER
     await ledger.put(MSISDN, {"balance_kop": 4999}, T0, "admin")
     snapshot = await redis_dump(redis_client)
     short = await offers.change_tariff(MSISDN, "smart", T0, "ussd")
-    assert short.outcome is OfferOutcome.INSUFFICIENT_FUNDS and short.values["price_kop"] == 5000
+    assert short.outcome is Outcome.INSUFFICIENT_FUNDS and short.values["price_kop"] == 5000
     same = await offers.change_tariff(MSISDN, "basic", T0, "ussd")
-    assert same.outcome is OfferOutcome.SAME_TARIFF
+    assert same.outcome is Outcome.SAME_TARIFF
     unknown = await offers.change_tariff(MSISDN, "platinum", T0, "ussd")
-    assert unknown.outcome is OfferOutcome.INVALID and unknown.values["reason"] == "unknown_tariff"
+    assert unknown.outcome is Outcome.INVALID and unknown.values["reason"] == "unknown_tariff"
     with pytest.raises(LedgerValueError):
         await offers.change_tariff(MSISDN, "Bad Id!", T0, "ussd")
     with pytest.raises(LedgerValueError):
@@ -103,10 +105,8 @@ async def test_blocked_number_is_never_charged(
 ) -> None:
     await ledger.put(MSISDN, {"status": status}, T0, "admin")
     snapshot = await redis_dump(redis_client)
-    assert (await offers.change_tariff(MSISDN, "smart", T0, "ussd")).outcome is OfferOutcome.BLOCKED
-    assert (
-        await offers.connect_option(MSISDN, "music", T0, "ussd")
-    ).outcome is OfferOutcome.BLOCKED
+    assert (await offers.change_tariff(MSISDN, "smart", T0, "ussd")).outcome is Outcome.BLOCKED
+    assert (await offers.connect_option(MSISDN, "music", T0, "ussd")).outcome is Outcome.BLOCKED
     assert await redis_dump(redis_client) == snapshot
 
 
@@ -145,14 +145,14 @@ async def test_connect_and_disconnect_an_option(ledger: Ledger, offers: OfferOps
     await ledger.provision(MSISDN, T0, "admin")
     # 100 RUB balance cannot pay for the 200 RUB option.
     result = await offers.connect_option(MSISDN, "internet_3gb", T0, "ussd")
-    assert result.outcome is OfferOutcome.INSUFFICIENT_FUNDS
+    assert result.outcome is Outcome.INSUFFICIENT_FUNDS
     assert await offers.active_options(MSISDN) == []
     await ledger.put(MSISDN, {"balance_kop": 50000}, T0, "admin")
     result = await offers.connect_option(MSISDN, "internet_3gb", T0 + 1, "ussd")
     assert result.ok and result.values["spend_kop"] == 20000
     assert await balance_and_points(ledger) == (30000, 40)
     again = await offers.connect_option(MSISDN, "internet_3gb", T0 + 2, "ussd")
-    assert again.outcome is OfferOutcome.ALREADY_CONNECTED
+    assert again.outcome is Outcome.ALREADY_CONNECTED
     [active] = await offers.active_options(MSISDN)
     assert active.option_id == "internet_3gb" and active.kind == "option"
     assert active.price_kop == 20000 and active.via == "purchase"
@@ -160,7 +160,7 @@ async def test_connect_and_disconnect_an_option(ledger: Ledger, offers: OfferOps
     assert (await offers.disconnect_option(MSISDN, "internet_3gb", T0 + 3, "ussd")).ok
     assert await offers.active_options(MSISDN) == []
     gone = await offers.disconnect_option(MSISDN, "internet_3gb", T0 + 4, "ussd")
-    assert gone.outcome is OfferOutcome.NOT_CONNECTED
+    assert gone.outcome is Outcome.NOT_CONNECTED
     ops = [e["op"] for e in await ledger.journal(MSISDN)]
     assert ops[-3:] == ["option_connected", "points_accrued", "option_disconnected"]
 
@@ -168,13 +168,13 @@ async def test_connect_and_disconnect_an_option(ledger: Ledger, offers: OfferOps
 async def test_option_refusals(ledger: Ledger, offers: OfferOps) -> None:
     assert (
         await offers.connect_option(MSISDN, "music", T0, "ussd")
-    ).outcome is OfferOutcome.UNKNOWN_SUBSCRIBER
+    ).outcome is Outcome.UNKNOWN_SUBSCRIBER
     assert (
         await offers.disconnect_option(MSISDN, "music", T0, "ussd")
-    ).outcome is OfferOutcome.UNKNOWN_SUBSCRIBER
+    ).outcome is Outcome.UNKNOWN_SUBSCRIBER
     await ledger.provision(MSISDN, T0, "admin")
     unknown = await offers.connect_option(MSISDN, "teleport", T0, "ussd")
-    assert unknown.outcome is OfferOutcome.INVALID and unknown.values["field"] == "option_id"
+    assert unknown.outcome is Outcome.INVALID and unknown.values["field"] == "option_id"
     with pytest.raises(LedgerValueError):
         await offers.connect_option(MSISDN, "", T0, "ussd")
     with pytest.raises(LedgerValueError):
@@ -197,7 +197,7 @@ async def test_subscriptions_are_listed_and_disconnected_apart(
         assert (await offers.connect_option(MSISDN, option_id, T0, "ussd")).ok
     assert [s.option_id for s in await offers.subscriptions(MSISDN)] == ["music", "weather"]
     not_one = await offers.disconnect_subscription(MSISDN, "roaming", T0, "ussd")
-    assert not_one.outcome is OfferOutcome.INVALID
+    assert not_one.outcome is Outcome.INVALID
     assert (await offers.disconnect_subscription(MSISDN, "weather", T0, "ussd")).ok
     assert [s.option_id for s in await offers.subscriptions(MSISDN)] == ["music"]
     assert len(await offers.active_options(MSISDN)) == 2
