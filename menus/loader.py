@@ -18,7 +18,7 @@ import yaml
 from pydantic import ValidationError
 
 from menus.checks import check_menu
-from menus.schema import Menu
+from menus.schema import Menu, MenuPart
 
 DEFAULT_PROFILE_DIR: Path = Path(__file__).resolve().parent / "profiles" / "default"
 MENU_SUFFIXES = (".yaml", ".yml")
@@ -162,7 +162,7 @@ def _reason(loc: Sequence[Any], error: Any) -> str:
     return f"{where}: {message}" if where else message
 
 
-def _check_file(path: Path) -> tuple[Menu | None, list[Problem]]:
+def _read_file(path: Path) -> tuple[Menu | MenuPart | None, list[Problem]]:
     file = str(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -174,11 +174,45 @@ def _check_file(path: Path) -> tuple[Menu | None, list[Problem]]:
         return None, [_yaml_problem(file, exc)]
     if not isinstance(data, dict):
         return None, [Problem(file, None, "a menu file must be a mapping (id, start, screens)")]
+    model: type[Menu | MenuPart] = MenuPart if "part_of" in data else Menu
     try:
-        menu = Menu.model_validate(data)
+        return model.model_validate(data), []
     except ValidationError as exc:
         return None, _schema_problems(file, data, exc)
-    return menu, [Problem(file, screen, reason) for screen, reason in check_menu(menu)]
+
+
+def _merge_parts(
+    menus: dict[str, Menu],
+    screen_files: dict[str, dict[str, Path]],
+    parts: list[tuple[Path, MenuPart]],
+) -> list[Problem]:
+    problems: list[Problem] = []
+    for path, part in parts:
+        menu = menus.get(part.part_of)
+        if menu is None:
+            problems.append(Problem(str(path), None, f"part_of: no menu with id {part.part_of!r}"))
+            continue
+        clashes = sorted(set(part.screens) & set(menu.screens))
+        for name in clashes:
+            other = screen_files[menu.id][name]
+            problems.append(Problem(str(path), name, f"screen defined twice (also in {other})"))
+        if clashes:
+            continue
+        var_clashes = sorted(
+            name for name in set(part.vars) & set(menu.vars) if part.vars[name] != menu.vars[name]
+        )
+        for name in var_clashes:
+            problems.append(Problem(str(path), None, f"variable {name!r} declared differently"))
+        if var_clashes:
+            continue
+        menus[menu.id] = menu.model_copy(
+            update={
+                "screens": {**menu.screens, **part.screens},
+                "vars": {**menu.vars, **part.vars},
+            }
+        )
+        screen_files[menu.id].update(dict.fromkeys(part.screens, path))
+    return problems
 
 
 def check_paths(paths: Sequence[Path]) -> tuple[MenuSet | None, list[Problem]]:
@@ -186,16 +220,25 @@ def check_paths(paths: Sequence[Path]) -> tuple[MenuSet | None, list[Problem]]:
     files, problems = _menu_files(Path(p) for p in paths)
     menus: dict[str, Menu] = {}
     sources: dict[str, Path] = {}
+    screen_files: dict[str, dict[str, Path]] = {}
+    parts: list[tuple[Path, MenuPart]] = []
     for path in files:
-        menu, found = _check_file(path)
+        doc, found = _read_file(path)
         problems += found
-        if menu is None:
-            continue
-        if menu.id in sources:
-            reason = f"duplicate menu id {menu.id!r} (also in {sources[menu.id]})"
-            problems.append(Problem(str(path), None, reason))
-            continue
-        menus[menu.id], sources[menu.id] = menu, path
+        if isinstance(doc, MenuPart):
+            parts.append((path, doc))
+        elif isinstance(doc, Menu):
+            if doc.id in sources:
+                reason = f"duplicate menu id {doc.id!r} (also in {sources[doc.id]})"
+                problems.append(Problem(str(path), None, reason))
+                continue
+            menus[doc.id], sources[doc.id] = doc, path
+            screen_files[doc.id] = dict.fromkeys(doc.screens, path)
+    problems += _merge_parts(menus, screen_files, parts)
+    for menu_id, menu in menus.items():
+        for screen, reason in check_menu(menu):
+            where = screen_files[menu_id].get(screen, sources[menu_id]) if screen else None
+            problems.append(Problem(str(where or sources[menu_id]), screen, reason))
     if problems:
         return None, problems
     return MenuSet(menus, sources), []

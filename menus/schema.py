@@ -172,3 +172,16 @@ class Menu(_Model):
     vars: dict[Name, VarSpec] = Field(default_factory=dict)
     messages: Messages = Field(default_factory=Messages)
     screens: dict[Name, ScreenSpec] = Field(min_length=1)
+
+
+class MenuPart(_Model):
+    """More screens for a menu defined in another file: `part_of: selfcare`.
+
+    A profile can keep each area (payments, tariffs, bonus points) in its own file; the loader
+    merges parts into their menu before the whole-menu checks run, so targets may cross files.
+    """
+
+    part_of: Name
+    vars: dict[Name, VarSpec] = Field(default_factory=dict)
+    screens: dict[Name, ScreenSpec] = Field(min_length=1)
+
