@@ -100,6 +100,8 @@ def main() -> None:
                 f"127.0.0.1:{port}",
                 "--redis",
                 store.url,
+                "--smpp",
+                f"127.0.0.1:{free_port()}",
             ],
             env={"USSDSIM_ADMIN_TOKEN": "bench"},
         )

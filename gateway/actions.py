@@ -1,11 +1,17 @@
-"""The named operations menus may call, each backed by the ledger (and the inbox, for SMS)."""
+"""The named operations menus may call, each backed by the ledger (and the inbox, for SMS).
+
+The core ones live here; each area of the profile adds its own from `actions_money` and
+`actions_offers`.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Any
 
+from gateway.action_types import ActionContext, ActionFn
+from gateway.actions_money import money_actions
+from gateway.actions_offers import offer_actions
 from gateway.config import SmsConfig
 from gateway.events import EventLog
 from gateway.metrics import Metrics
@@ -13,14 +19,6 @@ from gateway.texts import fill, pick
 from ledger.outcomes import Outcome, Result
 from ledger.service import Ledger
 from sms.inbox import Inbox
-
-
-@dataclass(frozen=True)
-class ActionContext:
-    msisdn: str
-    now: float
-    actor: str
-    lang: str
 
 
 class PasswordSender:
@@ -66,9 +64,6 @@ class PasswordSender:
         return result
 
 
-ActionFn = Callable[[ActionContext, Mapping[str, Any]], Awaitable[Result]]
-
-
 class Actions:
     def __init__(self, ledger: Ledger, passwords: PasswordSender, metrics: Metrics) -> None:
         self._ledger = ledger
@@ -77,9 +72,13 @@ class Actions:
             "issue_password": self._issue_password,
             "enable_service": self._enable_service,
             "disable_service": self._disable_service,
-            "balance": self._balance,
             "set_permanent_password": self._set_permanent_password,
         }
+        for area in (money_actions(ledger), offer_actions(ledger)):
+            clash = set(area) & set(self._registry)
+            if clash:
+                raise ValueError(f"actions implemented twice: {sorted(clash)}")
+            self._registry.update(area)
         self._passwords = passwords
 
     def names(self) -> set[str]:
@@ -108,12 +107,6 @@ class Actions:
         return await self._ledger.disable_service(
             ctx.msisdn, str(args.get("service", "")), ctx.now, ctx.actor
         )
-
-    async def _balance(self, ctx: ActionContext, args: Mapping[str, Any]) -> Result:
-        sub = await self._ledger.get(ctx.msisdn)
-        if sub is None:
-            return Result(Outcome.UNKNOWN_SUBSCRIBER)
-        return Result(Outcome.OK, {"balance_kop": sub.balance_kop, "tariff": sub.tariff})
 
     async def _set_permanent_password(self, ctx: ActionContext, args: Mapping[str, Any]) -> Result:
         return await self._ledger.set_permanent_password(

@@ -15,12 +15,14 @@ import redis.exceptions
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from gateway import models
+from gateway import models, offers_api
+from gateway import web as phone_pages
 from gateway.errors import ApiError, bad_request, not_found
 from gateway.runtime import Runtime
-from ledger.models import iso_utc
+from ledger.common import LedgerValueError
+from ledger.models import Subscriber, iso_utc
+from ledger.money import effective_group
 from ledger.outcomes import Outcome
-from ledger.service import LedgerValueError
 
 log = logging.getLogger("ussdsim.http")
 
@@ -141,8 +143,23 @@ async def put_subscriber(request: web.Request) -> web.Response:
     try:
         sub, created = await runtime.ledger.put(msisdn, changes, await runtime.clock.now(), "admin")
     except LedgerValueError as e:
+        if e.reason == "permanent_block_is_final":
+            raise ApiError(
+                409, e.reason, "a permanently blocked number stays blocked", field=e.field
+            ) from e
         raise bad_request("invalid_field", f"{e.field}: {e.reason}", field=e.field) from e
-    return json_response(sub.to_json(), status=201 if created else 200)
+    return json_response(await _subscriber_view(runtime, sub), status=201 if created else 200)
+
+
+async def _subscriber_view(runtime: Runtime, sub: Subscriber) -> dict[str, Any]:
+    """The stored record as of now: a pending group membership completes with time, and the
+    promised payment shows whether it is outstanding or overdue."""
+    now = await runtime.clock.now()
+    body = sub.to_json()
+    body["group"] = effective_group(sub.group, now)
+    promise = await runtime.ledger.money.promise_status(sub.msisdn, now)
+    body["promised_payment"] = promise.to_json()
+    return body
 
 
 async def get_subscriber(request: web.Request) -> web.Response:
@@ -151,7 +168,17 @@ async def get_subscriber(request: web.Request) -> web.Response:
     sub = await runtime.ledger.get(msisdn)
     if sub is None:
         raise not_found("unknown_subscriber", f"{msisdn} is not a subscriber")
-    return json_response(sub.to_json())
+    return json_response(await _subscriber_view(runtime, sub))
+
+
+async def group(request: web.Request) -> web.Response:
+    runtime, msisdn = await _existing(request)
+    now = await runtime.clock.now()
+    view = await runtime.ledger.money.group_view(msisdn, now)
+    if view is not None and view.main != msisdn:
+        # The operator sees what the main number sees, members' balances included.
+        view = await runtime.ledger.money.group_view(view.main, now)
+    return json_response({"msisdn": msisdn, "group": None if view is None else view.to_json()})
 
 
 async def journal(request: web.Request) -> web.Response:
@@ -211,6 +238,41 @@ async def login(request: web.Request) -> web.Response:
     raise not_found("unknown_subscriber", f"{msisdn} is not a subscriber")
 
 
+async def offer_options(request: web.Request) -> web.Response:
+    runtime, msisdn = await _existing(request)
+    now = await runtime.clock.now()
+    return json_response(await offers_api.options_view(runtime.ledger, msisdn, now))
+
+
+async def accrue_points(request: web.Request) -> web.Response:
+    runtime, msisdn = await _existing(request)
+    body = await read_body(request, offers_api.PointsRequest)
+    now = await runtime.clock.now()
+    answer = await offers_api.accrue_points(runtime.ledger, msisdn, body, now)
+    return json_response(answer, status=201)
+
+
+async def documents(request: web.Request) -> web.Response:
+    runtime, msisdn = await _existing(request)
+    now = await runtime.clock.now()
+    return json_response(await offers_api.documents_view(runtime.ledger, msisdn, now))
+
+
+async def document(request: web.Request) -> web.Response:
+    runtime, msisdn = await _existing(request)
+    now = await runtime.clock.now()
+    content_type, content, name = await offers_api.document_file(
+        runtime.ledger, msisdn, request.match_info["document_id"], now
+    )
+    return web.Response(
+        body=content,
+        headers={
+            "Content-Type": content_type,
+            "Content-Disposition": f'attachment; filename="{name}"',
+        },
+    )
+
+
 async def clock(request: web.Request) -> web.Response:
     runtime = rt(request)
     if request.method == "POST":
@@ -221,6 +283,7 @@ async def clock(request: web.Request) -> web.Response:
             )
         now = await runtime.virtual_clock.advance(float(body.advance_s))
         await runtime.ussd.sweep()
+        await runtime.deliver_due_documents()
     else:
         now = await runtime.clock.now()
     return json_response(
@@ -344,7 +407,11 @@ ENDPOINTS: list[Endpoint] = [
         "Create or update a subscriber",
         operator=True,
         body=models.SubscriberPut,
-        responses={200: "Updated", 201: "Created"},
+        responses={
+            200: "Updated",
+            201: "Created",
+            409: "A permanently blocked number cannot be given another status",
+        },
         tag="operator",
     ),
     Endpoint(
@@ -354,6 +421,15 @@ ENDPOINTS: list[Endpoint] = [
         "Read a subscriber",
         operator=True,
         responses={200: "The subscriber", 404: "Unknown"},
+        tag="operator",
+    ),
+    Endpoint(
+        "GET",
+        SUB + "/group",
+        group,
+        "The number management group the subscriber is in (main and members, with balances)",
+        operator=True,
+        responses={200: "The group, or null", 404: "Unknown"},
         tag="operator",
     ),
     Endpoint(
@@ -383,6 +459,48 @@ ENDPOINTS: list[Endpoint] = [
         operator=True,
         body=models.LoginRequest,
         responses={200: "Logged in", 401: "Wrong password", 423: "Locked"},
+        tag="operator",
+    ),
+    Endpoint(
+        "GET",
+        SUB + "/options",
+        offer_options,
+        "Tariff packages, options, subscriptions, blacklist, forwarding and bonus points",
+        operator=True,
+        responses={200: "The offers state", 404: "Unknown"},
+        tag="operator",
+    ),
+    Endpoint(
+        "POST",
+        SUB + "/points",
+        accrue_points,
+        "Accrue bonus points for spending on another channel (shop, home, partner)",
+        operator=True,
+        body=offers_api.PointsRequest,
+        responses={201: "Accrued", 400: "Bad input", 404: "Unknown", 409: "Refused"},
+        tag="operator",
+    ),
+    Endpoint(
+        "GET",
+        SUB + "/documents",
+        documents,
+        "The subscriber's call detail orders, newest first",
+        operator=True,
+        responses={200: "The orders", 404: "Unknown"},
+        tag="operator",
+    ),
+    Endpoint(
+        "GET",
+        SUB + "/documents/{document_id}",
+        document,
+        "A ready call detail document in its format (HTML, PDF, XML or XLSX)",
+        operator=True,
+        responses={
+            200: "The file",
+            404: "Unknown subscriber or document",
+            409: "Not ready yet",
+            503: "This server cannot produce the format",
+        },
         tag="operator",
     ),
     Endpoint("GET", "/v1/clock", clock, "Read the clock", operator=True, tag="operator"),
@@ -478,4 +596,5 @@ def build_app(runtime: Runtime) -> web.Application:
     app[RUNTIME] = runtime
     for e in ENDPOINTS:
         app.router.add_route(e.method, e.path, e.handler)
+    phone_pages.add_routes(app)
     return app

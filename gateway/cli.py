@@ -8,8 +8,8 @@ import json
 import logging
 import os
 import sys
-import textwrap
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,6 +17,7 @@ from typing import Any
 
 from gateway.config import ConfigError, load_config
 from gateway.runtime import StartupError
+from gateway.terminal import event_line, parse_sse, screen_box
 
 DEFAULT_URL = os.environ.get("USSDSIM_URL", "http://127.0.0.1:8080")
 
@@ -45,10 +46,23 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("--url", default=DEFAULT_URL)
     m.add_argument("--wait", type=float, default=3.0, help="seconds to wait for replies")
 
+    w = sub.add_parser("watch", help="tail the event stream (needs USSDSIM_ADMIN_TOKEN)")
+    w.add_argument("msisdn", nargs="?", help="only this number")
+    w.add_argument("--kind", help="comma-separated kind prefixes, e.g. ussd,sms")
+    w.add_argument("--url", default=DEFAULT_URL)
+
+    from gateway.smpp_send import add_parser as add_smpp_send_parser
+
+    add_smpp_send_parser(sub)
+
     menus = sub.add_parser("menus", help="menu files")
     msub = menus.add_subparsers(dest="menus_command", required=True)
     chk = msub.add_parser("check", help="validate menu files; one line per problem")
     chk.add_argument("paths", nargs="*", help="files or folders (default: the shipped profile)")
+
+    from gateway.scenario.cli import add_parser as add_scenario_parser
+
+    add_scenario_parser(sub)
     return p
 
 
@@ -80,15 +94,6 @@ def _call(url: str, method: str, path: str, body: Any = None) -> tuple[int, Any]
         raise ClientError(f"cannot reach {url}: {e.reason}") from e
 
 
-def _box(text: str, width: int = 34) -> str:
-    lines = []
-    for line in text.splitlines() or [""]:
-        lines.extend(textwrap.wrap(line, width) or [""])
-    top = "┌" + "─" * (width + 2) + "┐"
-    bottom = "└" + "─" * (width + 2) + "┘"
-    return "\n".join([top, *[f"│ {ln.ljust(width)} │" for ln in lines], bottom])
-
-
 def _error_text(status: int, body: Any) -> str:
     err = (body or {}).get("error", {}) if isinstance(body, dict) else {}
     return f"error {status}: {err.get('code', '?')}: {err.get('message', '')}"
@@ -100,7 +105,7 @@ def cmd_dial(url: str, msisdn: str, code: str) -> int:
         if status != 200:
             print(_error_text(status, reply), file=sys.stderr)
             return 1
-        print(_box(reply["text"]))
+        print(screen_box(reply))
         if reply["end"]:
             print("(session ended by the network)")
             return 0
@@ -111,6 +116,40 @@ def cmd_dial(url: str, msisdn: str, code: str) -> int:
             print("\n(session cancelled)")
             return 0
         status, reply = _call(url, "POST", f"/v1/ussd/{reply['session_id']}", {"input": answer})
+        if status == 404 and (reply or {}).get("error", {}).get("reason") == "timed_out":
+            print("(the network released the session: no answer in time)", file=sys.stderr)
+            return 1
+
+
+def cmd_watch(url: str, msisdn: str | None, kinds: str | None, token: str | None) -> int:
+    """Tail the event stream until interrupted, one readable line per event."""
+    if not token:
+        print("ussdsim: watch needs the operator token: set USSDSIM_ADMIN_TOKEN", file=sys.stderr)
+        return 2
+    query = urllib.parse.urlencode({k: v for k, v in (("msisdn", msisdn), ("kind", kinds)) if v})
+    req = urllib.request.Request(
+        f"{url.rstrip('/')}/v1/events?{query}", headers={"Authorization": f"Bearer {token}"}
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=60) as resp:
+            block: list[str] = []
+            for raw in resp:
+                line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
+                if line:
+                    block.append(line)
+                    continue
+                event = parse_sse(block)
+                block = []
+                if event is not None:
+                    print(event_line(event), flush=True)
+    except urllib.error.HTTPError as e:
+        print(_error_text(e.code, json.loads(e.read() or b"null")), file=sys.stderr)
+        return 1
+    except urllib.error.URLError as e:
+        raise ClientError(f"cannot reach {url}: {e.reason}") from e
+    except KeyboardInterrupt:
+        pass
+    return 0
 
 
 def cmd_sms(url: str, sender: str, to: str, text: str, wait: float) -> int:
@@ -161,12 +200,24 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_serve(args)
         if args.command == "dial":
             return cmd_dial(args.url, args.msisdn, args.code)
+        if args.command == "watch":
+            return cmd_watch(
+                args.url, args.msisdn, args.kind, os.environ.get("USSDSIM_ADMIN_TOKEN")
+            )
         if args.command == "sms":
             return cmd_sms(args.url, args.sender, args.to, args.text, args.wait)
+        if args.command == "smpp-send":
+            from gateway.smpp_send import run_command as smpp_send
+
+            return smpp_send(args)
         if args.command == "menus":
             from menus.loader import check_command
 
             return check_command(args.paths)
+        if args.command == "scenario":
+            from gateway.scenario.cli import run_command
+
+            return run_command(args)
     except ClientError as e:
         print(f"ussdsim: {e}", file=sys.stderr)
         return 1

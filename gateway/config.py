@@ -12,7 +12,16 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from ledger.money import MoneySettings
 
 
 class _Strict(BaseModel):
@@ -41,20 +50,77 @@ class HttpConfig(_Strict):
         return _split_hostport(self.listen)
 
 
+BindType = Literal["transmitter", "receiver", "transceiver"]
+
+
+def _all_bind_types() -> list[BindType]:
+    return ["transmitter", "receiver", "transceiver"]
+
+
 class SmppAccount(_Strict):
     system_id: str = Field(min_length=1, max_length=15)
     password: str = Field(min_length=1, max_length=8)
+    # source_addr values a submit_sm may carry; empty means any
+    allowed_sources: list[str] = Field(default_factory=list)
+    # subscribers' SMS to these short numbers go to this account as deliver_sm
+    short_numbers: list[str] = Field(default_factory=list)
+    bind_types: list[BindType] = Field(default_factory=_all_bind_types)
+    max_binds: int = Field(default=0, ge=0)  # 0: no limit
+    window: int = Field(default=10, ge=1, le=10_000)
+    on_window_full: Literal["throttle", "wait"] = "throttle"
+    max_tps: float = Field(default=0, ge=0)  # submit_sm per second; 0: no limit
+    dlr: bool = True  # send delivery receipts when registered_delivery asks for them
+    # how this client ends a USSD dialogue: ussd_service_op 17, or the its_session_info end bit
+    ussd_end: Literal["op", "session_info"] = "op"
+
+
+class SmppUpstream(_Strict):
+    """An SMSC that MT messages generated here are also submitted to (ESME client mode)."""
+
+    address: str
+    system_id: str = Field(min_length=1, max_length=15)
+    password: str = Field(max_length=8, default="")
+    system_type: str = Field(default="", max_length=12)
+    enquire_interval_s: float = Field(default=30, gt=0)
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, v: str) -> str:
+        _split_hostport(v)
+        return v
 
 
 class SmppConfig(_Strict):
     listen: str = "127.0.0.1:2775"
     accounts: list[SmppAccount] = Field(default_factory=list)
+    inactivity_s: float = Field(default=120, gt=0)
+    enquire_interval_s: float = Field(default=30, gt=0)
+    max_pdu_length: int = Field(default=64 * 1024, ge=1024, le=16 * 1024 * 1024)
+    response_timeout_s: float = Field(default=10, gt=0)
+    mo_max_attempts: int = Field(default=5, ge=1)
+    mo_retry_base_s: float = Field(default=1, gt=0)
+    upstream: SmppUpstream | None = None
 
     @field_validator("listen")
     @classmethod
     def _listen(cls, v: str) -> str:
         _split_hostport(v)
         return v
+
+    @field_validator("accounts")
+    @classmethod
+    def _unique(cls, v: list[SmppAccount]) -> list[SmppAccount]:
+        ids = [a.system_id for a in v]
+        if len(set(ids)) != len(ids):
+            raise ValueError("system_id values must be unique")
+        numbers = [n for a in v for n in a.short_numbers]
+        if len(set(numbers)) != len(numbers):
+            raise ValueError("a short number can be routed to one account only")
+        return v
+
+    @property
+    def host_port(self) -> tuple[str, int]:
+        return _split_hostport(self.listen)
 
 
 class RedisConfig(_Strict):
@@ -81,13 +147,48 @@ class UssdConfig(_Strict):
     session_lifetime_s: float = Field(default=180, gt=0)
     app_timeout_s: float = Field(default=15, gt=0)
     max_input_len: int = Field(default=182, ge=1, le=182)
+    # MCC+MNC sent to external applications as networkCode.
+    network_code: str = Field(default="25001", pattern=r"^[0-9]{5,6}$")
     # Menus a blocked number may still use; every other code answers "number blocked".
-    blocked_allowed_menus: list[str] = Field(default_factory=lambda: ["balance"])
+    blocked_allowed_menus: list[str] = Field(default_factory=lambda: ["balance", "unblock"])
 
 
 class Route(_Strict):
+    """A dialled code and what answers it: exactly one of a built-in menu, a URL, an SMPP client."""
+
     code: str  # "*111#" exact service-code route, or "*384*" prefix route
-    menu: str
+    menu: str | None = None
+    url: str | None = None  # an application speaking the Africa's Talking dialect
+    notify_url: str | None = None  # where that application wants its end-of-session notices
+    timeout_s: float | None = Field(default=None, gt=0)  # overrides ussd.app_timeout_s
+    smpp: str | None = None  # the system_id of an SMPP client serving USSD
+
+    @field_validator("code")
+    @classmethod
+    def _code(cls, v: str) -> str:
+        if not v or v[0] not in "*#" or not set(v) <= set("0123456789*#+"):
+            raise ValueError(f"expected a USSD code like *111# or a prefix like *384*, got {v!r}")
+        return v
+
+    @field_validator("url", "notify_url")
+    @classmethod
+    def _http_url(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith(("http://", "https://")):
+            raise ValueError(f"expected an http:// or https:// URL, got {v!r}")
+        return v
+
+    @model_validator(mode="after")
+    def _one_target(self) -> Route:
+        targets = [k for k in ("menu", "url", "smpp") if getattr(self, k) is not None]
+        if len(targets) != 1:
+            raise ValueError(
+                f"route {self.code}: needs exactly one of menu, url, smpp (got {targets or 'none'})"
+            )
+        if self.notify_url is not None and self.url is None:
+            raise ValueError(f"route {self.code}: notify_url goes with url only")
+        if self.timeout_s is not None and self.menu is not None:
+            raise ValueError(f"route {self.code}: timeout_s is for applications, not menus")
+        return self
 
 
 class SubscribersConfig(_Strict):
@@ -129,10 +230,8 @@ class SmsConfig(_Strict):
     texts: dict[str, dict[str, str]] = Field(
         default_factory=lambda: {
             "password": {
-                "ru": (
-                    "Пароль для входа в личный кабинет: {code}. "
-                    "Действует 48 ч. Никому не сообщайте."
-                ),
+                # One UCS-2 segment (70 characters) with the code in it.
+                "ru": "Пароль для входа: {code}. Действует 48 ч. Никому не сообщайте.",
                 "en": "Your self-service password: {code}. Valid for 48 h. Do not share it.",
             },
             "password_rate_limited": {
@@ -155,6 +254,40 @@ class SmsConfig(_Strict):
     )
 
 
+class OffersConfig(_Strict):
+    # A catalogue YAML (tariffs, options, rewards, point rates, call detail); empty means the
+    # catalogue shipped inside the package.
+    catalogue: str | None = None
+    # Seconds from a call detail order to its "ready" SMS; empty keeps the catalogue's value.
+    detail_ready_after_s: int | None = Field(default=None, ge=0, le=7 * 86400)
+    # Where "your call detail is ready" texts come from: the operator's info number.
+    sender: str = "0890"
+
+
+class MoneyConfig(_Strict):
+    """Transfers, promised payments and number groups (ledger.money.MoneySettings)."""
+
+    transfer_min_kop: int = Field(default=100, ge=1)
+    transfer_max_kop: int = Field(default=1_500_000, ge=1)
+    transfer_daily_limit_kop: int = Field(default=3_000_000, ge=0)
+    transfer_fee_bp: int = Field(default=100, ge=0, le=10_000)  # hundredths of a percent
+    transfer_fee_min_kop: int = Field(default=1000, ge=0)
+    promise_amount_kop: int = Field(default=10_000, ge=1)
+    promise_days: int = Field(default=3, ge=1)
+    promise_threshold_kop: int = Field(default=3000, ge=0)
+    group_join_delay_s: int = Field(default=600, ge=0)
+
+    @model_validator(mode="after")
+    def _bounds(self) -> MoneyConfig:
+        if self.transfer_min_kop > self.transfer_max_kop:
+            raise ValueError("transfer_min_kop is greater than transfer_max_kop")
+        self.settings()  # the ledger's own bounds (e.g. the largest amount) apply too
+        return self
+
+    def settings(self) -> MoneySettings:
+        return MoneySettings(**self.model_dump())
+
+
 class MenusConfig(_Strict):
     # Empty means the default operator profile shipped inside the package.
     paths: list[str] = Field(default_factory=list)
@@ -170,10 +303,13 @@ class Config(_Strict):
     passwords: PasswordsConfig = Field(default_factory=PasswordsConfig)
     sms: SmsConfig = Field(default_factory=SmsConfig)
     menus: MenusConfig = Field(default_factory=MenusConfig)
+    money: MoneyConfig = Field(default_factory=MoneyConfig)
+    offers: OffersConfig = Field(default_factory=OffersConfig)
     routes: list[Route] = Field(
         default_factory=lambda: [
             Route(code="*111#", menu="selfcare"),
             Route(code="*100#", menu="balance"),
+            Route(code="*111*157#", menu="unblock"),
         ]
     )
     admin_token: str | None = None

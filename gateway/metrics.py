@@ -36,6 +36,12 @@ class Metrics:
         self.ussd_released = Counter(
             "ussdsim_ussd_released", "USSD sessions released, by cause", ["cause"], registry=r
         )
+        self.ussd_app_errors = Counter(
+            "ussdsim_ussd_app_errors",
+            "USSD applications that gave no usable answer, by route and reason",
+            ["route", "reason"],
+            registry=r,
+        )
         self.ussd_open = Gauge(
             "ussdsim_ussd_open_sessions", "USSD sessions open in the store", registry=r
         )
@@ -49,6 +55,12 @@ class Metrics:
             "ussdsim_ledger_operations",
             "Ledger operations by name and outcome",
             ["op", "outcome"],
+            registry=r,
+        )
+        self.smpp_pdus = Counter(
+            "ussdsim_smpp_pdus",
+            "SMPP PDUs by direction (in/out), command and command_status",
+            ["direction", "command", "status"],
             registry=r,
         )
 

@@ -14,7 +14,12 @@ from gateway.mmi import Ussd
 @dataclass(frozen=True)
 class RouteTarget:
     code: str
-    menu: str
+    menu: str | None = None  # the built-in menu behind the route; None for an external app
+
+    @property
+    def label(self) -> str:
+        """How metrics and events name the route: a built-in menu by its id, others by code."""
+        return self.menu if self.menu is not None else self.code
 
 
 class Router:
@@ -29,13 +34,18 @@ class Router:
         self._prefixes.sort(key=lambda r: len(r.code), reverse=True)
 
     def route(self, ussd: Ussd) -> RouteTarget | None:
-        exact = self._exact.get(ussd.route_key)
+        # A route for a whole string (`*111*157#`) wins over its service code's (`*111#`).
+        exact = self._exact.get(ussd.text) or self._exact.get(ussd.route_key)
         if exact is not None:
             return exact
         for r in self._prefixes:
             if ussd.text.startswith(r.code):
                 return r
         return None
+
+    def by_code(self, code: str) -> RouteTarget | None:
+        """The route configured with exactly this code (as a session remembers it)."""
+        return self._exact.get(code) or next((r for r in self._prefixes if r.code == code), None)
 
     def targets(self) -> list[RouteTarget]:
         return [*self._exact.values(), *self._prefixes]

@@ -12,20 +12,26 @@ from pathlib import Path
 import redis.asyncio as aioredis
 
 from gateway.actions import Actions, PasswordSender
+from gateway.apps import AppSet
+from gateway.apps.smpp_app import SmppUssdBridge, smpp_app_factory
 from gateway.clock import Clock, RealClock, VirtualClock
 from gateway.config import Config, resolve_path
+from gateway.detail_notices import DetailNotifier, offer_catalogue
 from gateway.events import EventLog
 from gateway.metrics import Metrics
 from gateway.routing import Router, RouteTarget
 from gateway.sessions import SessionStore
 from gateway.sms_gateway import SmsGateway
+from gateway.smsc import ForwardingInbox, Smsc
 from gateway.subscribers import SubscriberDirectory
 from gateway.ussd_service import UssdService
+from ledger.catalogue import CatalogueError
 from ledger.embedded import EmbeddedRedis
 from ledger.service import Ledger, LedgerSettings
 from menus.actions import ACTIONS
 from menus.loader import DEFAULT_PROFILE_DIR, MenuSet, load_menus
 from sms.inbox import Inbox
+from sms.smpp.store import SmppStore
 
 log = logging.getLogger("ussdsim")
 
@@ -47,9 +53,15 @@ def check_wiring(config: Config, menus: MenuSet, actions: Actions) -> list[str]:
     missing = set(ACTIONS) - actions.names()
     if missing:
         problems.append(f"actions declared but not implemented: {sorted(missing)}")
+    seen: set[str] = set()
     for route in config.routes:
-        if route.menu not in menus.menus:
+        if route.code in seen:
+            problems.append(f"route {route.code}: configured twice")
+        seen.add(route.code)
+        if route.menu is not None and route.menu not in menus.menus:
             problems.append(f"route {route.code}: no menu with id {route.menu!r}")
+        if route.smpp is not None and route.smpp not in {a.system_id for a in config.smpp.accounts}:
+            problems.append(f"route {route.code}: no SMPP account {route.smpp!r} in smpp.accounts")
     return problems
 
 
@@ -68,7 +80,10 @@ class Runtime:
     directory: SubscriberDirectory
     ussd: UssdService
     sms: SmsGateway
+    apps: AppSet
     embedded: EmbeddedRedis | None = None
+    smsc: Smsc | None = None  # listening only when smpp.accounts has an account
+    detail_notifier: DetailNotifier | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @classmethod
@@ -114,8 +129,12 @@ class Runtime:
             default_lang=config.subscribers.default_lang,
             scrypt_n=config.passwords.scrypt_n,
         )
-        ledger = Ledger(client, settings)
-        inbox = Inbox(client, max_messages=config.sms.inbox_max_messages)
+        try:
+            catalogue = offer_catalogue(config)
+        except CatalogueError as e:
+            raise StartupError(f"catalogue refused: {e}") from e
+        ledger = Ledger(client, settings, money=config.money.settings(), catalogue=catalogue)
+        inbox = ForwardingInbox.from_config(client, config)  # + upstream SMSC if configured
         await inbox.start()
         metrics = Metrics()
         events = EventLog(client)
@@ -136,10 +155,18 @@ class Runtime:
             await inbox.close()
             raise StartupError("; ".join(problems))
         router = Router([RouteTarget(r.code, r.menu) for r in config.routes])
-        ussd = UssdService(
-            config, clock, directory, menus, router, sessions, actions, events, metrics
+        smsc = None
+        smpp_app = None
+        if config.smpp.accounts:
+            store = SmppStore(client, max_inbox_messages=config.sms.inbox_max_messages)
+            smsc = Smsc(config, clock, directory, store, events, metrics)
+            smpp_app = smpp_app_factory(SmppUssdBridge(smsc, config.region), config.ussd)
+        apps = AppSet.build(
+            config.routes, config.ussd, menus, actions, events, metrics, smpp_app=smpp_app
         )
+        ussd = UssdService(config, clock, directory, apps, router, sessions, events, metrics)
         sms = SmsGateway(config, clock, directory, inbox, passwords, events, metrics)
+        sms.smpp = smsc
         token = config.admin_token or secrets.token_urlsafe(24)
         runtime = cls(
             config=config,
@@ -155,7 +182,19 @@ class Runtime:
             directory=directory,
             ussd=ussd,
             sms=sms,
+            apps=apps,
             embedded=embedded,
+            smsc=smsc,
+        )
+        if smsc is not None:
+            try:
+                await smsc.start()
+            except OSError as e:
+                await apps.close()
+                await inbox.close()
+                raise StartupError(f"SMPP cannot listen on {config.smpp.listen}: {e}") from e
+        runtime.detail_notifier = DetailNotifier(
+            ledger, inbox, config.offers.sender, events, metrics, config.sms.texts
         )
         runtime._tasks.append(asyncio.create_task(runtime._sweeper()))
         return runtime
@@ -167,13 +206,26 @@ class Runtime:
                 await self.ussd.sweep()
             except Exception:  # the store may be briefly away; the next round retries
                 log.warning("session sweep failed", exc_info=True)
+            try:
+                await self.deliver_due_documents()
+            except Exception:  # as above; orders not yet taken are tried next round
+                log.warning("call detail notices failed", exc_info=True)
+
+    async def deliver_due_documents(self) -> int:
+        """Text the subscribers whose call detail became ready by now."""
+        if self.detail_notifier is None:
+            return 0
+        return await self.detail_notifier.deliver_due(await self.clock.now())
 
     async def close(self) -> None:
+        if self.smsc is not None:
+            await self.smsc.close()  # clients get unbind while the store is still there
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await self.apps.close()
         await self.inbox.close()
         await self.redis.aclose()
         if self.embedded is not None:

@@ -38,6 +38,12 @@ async def serve(config: Config, *, ready: asyncio.Event | None = None) -> None:
             f"clock: {config.clock.mode}",
             flush=True,
         )
+        if runtime.smsc is not None:
+            smpp_host, smpp_port = runtime.smsc.server.address
+            accounts = ", ".join(a.system_id for a in config.smpp.accounts)
+            print(f"ussdsim: SMPP on {smpp_host}:{smpp_port}  accounts: {accounts}", flush=True)
+        else:
+            print("ussdsim: SMPP off (no smpp.accounts configured)", flush=True)
         if config.admin_token is None:
             # Printed once so a person can use the operator API; never logged.
             print(

@@ -59,14 +59,18 @@ class ClaimStatus(StrEnum):
 
 _OPEN = """
 local old = redis.call('HGET', KEYS[1], 'sid')
-if old then redis.call('DEL', ARGV[9] .. old) end
+local replaced = false
+if old then
+  replaced = redis.call('HGETALL', KEYS[1])
+  redis.call('DEL', ARGV[9] .. old)
+end
 redis.call('DEL', KEYS[1])
 redis.call('HSET', KEYS[1], 'sid', ARGV[1], 'msisdn', ARGV[2], 'route', ARGV[3], 'lang', ARGV[4],
   'state', ARGV[5], 'created_at', ARGV[6], 'input_deadline', ARGV[7], 'expires_at', ARGV[8],
   'steps', '1')
 redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[10])
 redis.call('ZADD', KEYS[3], math.min(tonumber(ARGV[7]), tonumber(ARGV[8])), ARGV[2])
-return old or false
+return replaced
 """
 
 _CLAIM = """
@@ -74,9 +78,10 @@ local s = redis.call('HMGET', KEYS[1], 'sid', 'input_deadline', 'expires_at', 'l
 if s[1] ~= ARGV[1] then return {'gone'} end
 local now = tonumber(ARGV[2])
 if now >= tonumber(s[2]) or now >= tonumber(s[3]) then
+  local gone = redis.call('HGETALL', KEYS[1])
   redis.call('DEL', KEYS[1], KEYS[2])
   redis.call('ZREM', KEYS[3], ARGV[5])
-  return {'timed_out'}
+  return {'timed_out', gone}
 end
 if s[4] and tonumber(s[4]) > tonumber(ARGV[4]) then return {'busy'} end
 redis.call('HSET', KEYS[1], 'lease', ARGV[3])
@@ -94,10 +99,11 @@ return 1
 """
 
 _END = """
-if redis.call('HGET', KEYS[1], 'sid') ~= ARGV[1] then return 0 end
+if redis.call('HGET', KEYS[1], 'sid') ~= ARGV[1] then return false end
+local gone = redis.call('HGETALL', KEYS[1])
 redis.call('DEL', KEYS[1], KEYS[2])
 redis.call('ZREM', KEYS[3], ARGV[2])
-return 1
+return gone
 """
 
 _SWEEP = """
@@ -109,10 +115,9 @@ for _, msisdn in ipairs(due) do
   if not s[1] then
     redis.call('ZREM', KEYS[1], msisdn)
   elseif tonumber(ARGV[1]) >= math.min(tonumber(s[2]), tonumber(s[3])) then
+    table.insert(out, redis.call('HGETALL', key))
     redis.call('DEL', key, ARGV[4] .. s[1])
     redis.call('ZREM', KEYS[1], msisdn)
-    table.insert(out, msisdn)
-    table.insert(out, s[1])
   end
 end
 return out
@@ -149,7 +154,22 @@ class SessionStore:
         self, msisdn: str, route: str, lang: str, state: dict[str, Any], now: float
     ) -> tuple[UssdSession, str | None]:
         """Open a session for `msisdn`, releasing any it already had (its id is returned)."""
-        sid = new_session_id()
+        session, replaced = await self.open_replacing(msisdn, route, lang, state, now)
+        return session, (replaced.sid if replaced is not None else None)
+
+    async def open_replacing(
+        self,
+        msisdn: str,
+        route: str,
+        lang: str,
+        state: dict[str, Any],
+        now: float,
+        *,
+        sid: str | None = None,
+    ) -> tuple[UssdSession, UssdSession | None]:
+        """Open a session for `msisdn` (under `sid` if given), releasing any it already had: that
+        one is returned as it was, so whoever served it can be told."""
+        sid = sid or new_session_id()
         session = UssdSession(
             sid=sid,
             msisdn=msisdn,
@@ -176,7 +196,7 @@ class SessionStore:
                 int(self.lifetime_s) + 60,
             ],
         )
-        return session, old or None
+        return session, (_decode(old) if old else None)
 
     async def msisdn_of(self, sid: str) -> str | None:
         value = await self._redis.get(sid_key(sid))
@@ -193,7 +213,8 @@ class SessionStore:
             args=[sid, repr(now), repr(real_now + LEASE_S), repr(real_now), msisdn],
         )
         status = ClaimStatus(reply[0])
-        return status, (_decode(reply[1]) if status is ClaimStatus.OK else None)
+        # A timed-out session comes back as it was, so whoever served it can be told.
+        return status, (_decode(reply[1]) if len(reply) > 1 and reply[1] else None)
 
     async def save(
         self, session: UssdSession, state: dict[str, Any], lang: str, now: float
@@ -212,17 +233,25 @@ class SessionStore:
         return bool(saved)
 
     async def end(self, msisdn: str, sid: str) -> bool:
-        ended = await self._end(
+        return await self.release(msisdn, sid) is not None
+
+    async def release(self, msisdn: str, sid: str) -> UssdSession | None:
+        """End the session; returns it as it was, or None if it was no longer open."""
+        gone = await self._end(
             keys=[session_key(msisdn), sid_key(sid), DEADLINES_KEY], args=[sid, msisdn]
         )
-        return bool(ended)
+        return _decode(gone) if gone else None
 
     async def sweep(self, now: float, limit: int = 500) -> list[tuple[str, str]]:
         """Release every session whose deadline has passed; returns (msisdn, sid) pairs."""
-        flat = await self._sweep(
+        return [(s.msisdn, s.sid) for s in await self.sweep_sessions(now, limit)]
+
+    async def sweep_sessions(self, now: float, limit: int = 500) -> list[UssdSession]:
+        """Release every session whose deadline has passed; returns them as they were."""
+        released = await self._sweep(
             keys=[DEADLINES_KEY], args=[repr(now), "ussd:", limit, "ussd:sid:"]
         )
-        return list(zip(flat[::2], flat[1::2], strict=True))
+        return [_decode(fields) for fields in released]
 
     async def open_count(self) -> int:
         return int(await self._redis.zcard(DEADLINES_KEY))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from gateway.actions import PasswordSender
 from gateway.clock import Clock
@@ -31,6 +31,16 @@ class Accepted:
         return {"message_id": self.message_id, "segments": self.segments, "encoding": self.encoding}
 
 
+class SmppRouting(Protocol):
+    """Short numbers whose SMS go to an SMPP account as deliver_sm (see gateway.smsc)."""
+
+    def system_id_for_short_number(self, number: str) -> str | None: ...
+
+    async def enqueue_mo(
+        self, system_id: str, sender: str, to: str, text: str, now: float, message_id: str
+    ) -> None: ...
+
+
 class SmsGateway:
     def __init__(
         self,
@@ -49,6 +59,7 @@ class SmsGateway:
         self._passwords = passwords
         self._events = events
         self._metrics = metrics
+        self.smpp: SmppRouting | None = None  # set by the runtime when the SMSC runs
 
     def _destination(self, raw: object) -> str:
         if not isinstance(raw, str) or not raw.strip():
@@ -72,7 +83,10 @@ class SmsGateway:
         except TextTooLong as e:
             raise bad_request("text_too_long", str(e)) from e
         short = self._config.sms.short_numbers.get(to) if is_short_number(to) else None
-        if is_short_number(to) and short is None:
+        smpp_account = None
+        if is_short_number(to) and short is None and self.smpp is not None:
+            smpp_account = self.smpp.system_id_for_short_number(to)
+        if is_short_number(to) and short is None and smpp_account is None:
             raise not_found("unknown_destination", f"no service answers on short number {to}")
         now = await self._clock.now()
         subscriber = await self._directory.require(sender, now, actor="sms")
@@ -82,7 +96,7 @@ class SmsGateway:
                 403, "subscriber_blocked", "a blocked number can only text the support number"
             )
         recipient = None
-        if short is None:
+        if short is None and smpp_account is None:
             recipient = await self._directory.require(to, now, actor="sms")
         message_id = f"mo-{secrets.token_hex(8)}"
         self._metrics.sms.labels("mo", plan.encoding).inc()
@@ -99,6 +113,8 @@ class SmsGateway:
         lang = subscriber.lang
         if recipient is not None:
             await self._deliver(recipient.msisdn, sender, text, now)
+        elif smpp_account is not None and self.smpp is not None:
+            await self.smpp.enqueue_mo(smpp_account, sender, to, text, now, message_id)
         elif short is not None:
             decision = decide(short.handler, text)
             if decision.kind == "issue_password":

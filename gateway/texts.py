@@ -14,8 +14,8 @@ GATEWAY_TEXTS: dict[str, dict[str, str]] = {
         "en": "Unknown USSD request.",
     },
     "number_blocked": {
-        "ru": "Номер заблокирован. Доступен баланс: *100#",
-        "en": "The number is blocked. Balance: *100#",
+        "ru": "Номер заблокирован. Баланс *100#, разблокировать *111*157#",
+        "en": "The number is blocked. Balance *100#, unblock *111*157#",
     },
     "service_error": {
         "ru": "Сервис временно недоступен. Попробуйте позже.",

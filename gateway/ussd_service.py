@@ -1,32 +1,33 @@
 """A subscriber's USSD dialog.
 
-Parse the dialled string, route it, run the menu and its actions, keep the session.
+Parse the dialled string, route it, let the route's application answer, keep the session and its
+timers: an application only ever sees screens and answers.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.actions import ActionContext, Actions
+from gateway.apps import AppContext, AppFailure, AppReply, AppSet, UssdApp
 from gateway.clock import Clock
 from gateway.config import Config
 from gateway.errors import ApiError, bad_request, not_found
 from gateway.events import EventLog
 from gateway.metrics import Metrics
 from gateway.mmi import Malformed, SupplementaryService, parse
-from gateway.routing import Router
-from gateway.sessions import ClaimStatus, SessionStore, UssdSession
+from gateway.routing import Router, RouteTarget
+from gateway.sessions import ClaimStatus, SessionStore, UssdSession, new_session_id
 from gateway.subscribers import SubscriberDirectory
 from gateway.texts import GATEWAY_TEXTS, pick
-from menus import engine
 from menus.loader import MenuSet
 from sms.encoding import ussd_measure
 
-# A menu that keeps asking for actions without ever showing a screen is a broken menu, not a loop
-# to follow forever.
-MAX_ACTIONS_PER_STEP = 16
+log = logging.getLogger("ussdsim.ussd")
 
 
 @dataclass(frozen=True)
@@ -35,15 +36,21 @@ class UssdReply:
     msisdn: str
     text: str
     end: bool
+    # How long the network waits for the answer to this screen (input timer or what is left of
+    # the session's lifetime, whichever ends first); None once the session has ended.
+    timeout_s: float | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        body: dict[str, Any] = {
             "session_id": self.session_id,
             "msisdn": self.msisdn,
             "text": self.text,
             "end": self.end,
             "encoding": str(ussd_measure(self.text).encoding),
         }
+        if self.timeout_s is not None:
+            body["timeout_s"] = round(self.timeout_s, 3)
+        return body
 
 
 class UssdService:
@@ -52,25 +59,23 @@ class UssdService:
         config: Config,
         clock: Clock,
         directory: SubscriberDirectory,
-        menus: MenuSet,
+        apps: AppSet,
         router: Router,
         sessions: SessionStore,
-        actions: Actions,
         events: EventLog,
         metrics: Metrics,
     ) -> None:
         self._config = config
         self._clock = clock
         self._directory = directory
-        self._menus = menus
+        self._apps = apps
         self._router = router
         self._sessions = sessions
-        self._actions = actions
         self._events = events
         self._metrics = metrics
 
     def replace_menus(self, menus: MenuSet) -> None:
-        self._menus = menus
+        self._apps.replace_menus(menus)
 
     async def dial(self, raw_msisdn: str, code: str) -> UssdReply:
         msisdn = self._directory.normalize(raw_msisdn)
@@ -96,7 +101,7 @@ class UssdService:
         lang = subscriber.lang
         route = self._router.route(parsed)
         await self._events.emit(
-            "ussd.dial", msisdn, now, code=parsed.text, route=route.menu if route else None
+            "ussd.dial", msisdn, now, code=parsed.text, route=route.label if route else None
         )
         if route is None:
             return await self._one_shot(msisdn, pick(GATEWAY_TEXTS, "unknown_code", lang), now)
@@ -105,11 +110,15 @@ class UssdService:
             and route.menu not in self._config.ussd.blocked_allowed_menus
         ):
             return await self._one_shot(msisdn, pick(GATEWAY_TEXTS, "number_blocked", lang), now)
-        menu = self._menus.get(route.menu)
-        step = engine.start(menu, lang=lang, prefilled=parsed.fields)
-        screen = await self._run_actions(menu, step, ActionContext(msisdn, now, "ussd", lang))
-        self._metrics.ussd_sessions.labels(route.menu).inc()
-        return await self._open_and_show(msisdn, route.menu, screen, now)
+        app = self._app_of(route)
+        ctx = AppContext(new_session_id(), msisdn, route.code, lang, now)
+        try:
+            reply = await self._within_app_timeout(app, app.begin(ctx, parsed))
+        except AppFailure as failure:
+            self._metrics.ussd_sessions.labels(route.label).inc()
+            return await self._app_failed(route, app, ctx, {}, failure, None)
+        self._metrics.ussd_sessions.labels(route.label).inc()
+        return await self._open_and_show(ctx, reply)
 
     async def answer(self, sid: str, text: str) -> UssdReply:
         if len(text) > self._config.ussd.max_input_len:
@@ -121,87 +130,158 @@ class UssdService:
         status, session = await self._sessions.claim(sid, now, time.time())
         if status is ClaimStatus.TIMED_OUT:
             self._metrics.ussd_released.labels("timeout").inc()
+            if session is not None:
+                await self._tell_app(session, "timeout", now)
             raise not_found("session_not_found", "the session timed out", reason="timed_out")
         if status is ClaimStatus.BUSY:
             raise ApiError(409, "session_busy", "the previous answer is still being processed")
         if session is None:
             raise not_found("session_not_found", "no open USSD session with this id")
-        menu = self._menus.get(session.route)
-        state = engine.SessionState.from_json(session.state)
+        route = self._router.by_code(session.route)
+        app = self._apps.get(session.route)
+        if route is None or app is None:
+            # Kept in the store from a configuration that had this route; nothing serves it now.
+            await self._sessions.end(session.msisdn, sid)
+            raise not_found("session_not_found", "no service answers this session any more")
         await self._events.emit("ussd.input", session.msisdn, now, session_id=sid, length=len(text))
-        step = engine.answer(menu, state, text)
-        ctx = ActionContext(session.msisdn, now, "ussd", state.lang)
-        screen = await self._run_actions(menu, step, ctx)
-        return await self._show(session, screen, now)
+        ctx = AppContext(sid, session.msisdn, session.route, session.lang, now)
+        try:
+            reply = await self._within_app_timeout(app, app.answer(ctx, session.state, text))
+        except AppFailure as failure:
+            return await self._app_failed(route, app, ctx, session.state, failure, session)
+        return await self._show(session, reply, now)
 
     async def cancel(self, sid: str) -> None:
         now = await self._clock.now()
         msisdn = await self._sessions.msisdn_of(sid)
-        if msisdn is None or not await self._sessions.end(msisdn, sid):
+        session = None if msisdn is None else await self._sessions.release(msisdn, sid)
+        if msisdn is None or session is None:
             raise not_found("session_not_found", "no open USSD session with this id")
         self._metrics.ussd_released.labels("user").inc()
         await self._events.emit("ussd.released", msisdn, now, session_id=sid, cause="user")
+        await self._tell_app(session, "user", now)
 
     async def sweep(self) -> int:
         now = await self._clock.now()
-        released = await self._sessions.sweep(now)
-        for msisdn, sid in released:
+        released = await self._sessions.sweep_sessions(now)
+        for session in released:
             self._metrics.ussd_released.labels("timeout").inc()
-            await self._events.emit("ussd.released", msisdn, now, session_id=sid, cause="timeout")
+            await self._events.emit(
+                "ussd.released", session.msisdn, now, session_id=session.sid, cause="timeout"
+            )
+            await self._tell_app(session, "timeout", now)
         self._metrics.ussd_open.set(await self._sessions.open_count())
         return len(released)
 
-    async def _run_actions(self, menu: Any, step: engine.Step, ctx: ActionContext) -> engine.Screen:
-        for _ in range(MAX_ACTIONS_PER_STEP):
-            if isinstance(step, engine.Screen):
-                return step
-            outcome, values = await self._actions.run(step.name, step.args, ctx)
-            await self._events.emit(
-                "ussd.action", ctx.msisdn, ctx.now, action=step.name, outcome=outcome
-            )
-            step = engine.resume(menu, step.state, outcome, values)
-        if isinstance(step, engine.Screen):
-            return step
-        raise ApiError(500, "menu_loop", "the menu asked for too many actions in one step")
+    def _app_of(self, route: RouteTarget) -> UssdApp:
+        app = self._apps.get(route.code)
+        if app is None:  # routes and apps are built from one list; this is a wiring bug
+            raise ApiError(500, "route_without_app", f"no application serves {route.code}")
+        return app
 
-    async def _open_and_show(
-        self, msisdn: str, route: str, screen: engine.Screen, now: float
+    async def _within_app_timeout(self, app: UssdApp, call: Awaitable[AppReply]) -> AppReply:
+        """The gateway's own application timer: whatever the app does, the subscriber gets an
+        answer in time."""
+        limit = app.timeout_s
+        if limit is None:
+            return await call
+        try:
+            async with asyncio.timeout(limit):
+                return await call
+        except TimeoutError as e:
+            raise AppFailure("timeout", f"no reply within {limit} s") from e
+
+    async def _app_failed(
+        self,
+        route: RouteTarget,
+        app: UssdApp,
+        ctx: AppContext,
+        state: dict[str, Any],
+        failure: AppFailure,
+        session: UssdSession | None,
     ) -> UssdReply:
-        session, replaced = await self._sessions.open(
-            msisdn, route, screen.state.lang, screen.state.to_json(), now
+        """The application gave no usable answer: apologise, release, count, tell the app."""
+        self._metrics.ussd_app_errors.labels(route.label, failure.reason).inc()
+        await self._events.emit(
+            "ussd.app_error",
+            ctx.msisdn,
+            ctx.now,
+            session_id=ctx.session_id,
+            route=route.label,
+            reason=failure.reason,
+        )
+        log.warning("USSD application for %s failed: %s", route.code, failure)
+        text = pick(GATEWAY_TEXTS, "service_error", ctx.lang)
+        if session is None:
+            reply = await self._one_shot(ctx.msisdn, text, ctx.now, sid=ctx.session_id)
+        else:
+            await self._sessions.end(session.msisdn, session.sid)
+            reply = await self._reply(session.sid, session.msisdn, text, True, ctx.now)
+        await self._release_notice(app, ctx, state, "app_error")
+        return reply
+
+    async def _tell_app(self, session: UssdSession, cause: str, now: float) -> None:
+        """Let the application behind a session the gateway released know why."""
+        app = self._apps.get(session.route)
+        if app is None:
+            return
+        ctx = AppContext(session.sid, session.msisdn, session.route, session.lang, now)
+        await self._release_notice(app, ctx, session.state, cause)
+
+    async def _release_notice(
+        self, app: UssdApp, ctx: AppContext, state: dict[str, Any], cause: str
+    ) -> None:
+        try:
+            await app.release(ctx, state, cause)
+        except Exception:  # a notice is a courtesy: it must never undo the release itself
+            log.warning("release notice for %s failed", ctx.route, exc_info=True)
+
+    async def _open_and_show(self, ctx: AppContext, reply: AppReply) -> UssdReply:
+        msisdn, now = ctx.msisdn, ctx.now
+        session, replaced = await self._sessions.open_replacing(
+            msisdn, ctx.route, reply.lang or ctx.lang, reply.state, now, sid=ctx.session_id
         )
         if replaced:
-            self._metrics.ussd_released.labels("replaced").inc()
-            await self._events.emit(
-                "ussd.released", msisdn, now, session_id=replaced, cause="replaced"
-            )
-        if screen.end:
+            await self._replaced(replaced, now)
+        if reply.end:
             await self._sessions.end(msisdn, session.sid)
-        return await self._reply(session.sid, msisdn, screen.text, screen.end, now)
+        return await self._reply(
+            session.sid, msisdn, reply.text, reply.end, now, session.deadline - now
+        )
 
-    async def _show(self, session: UssdSession, screen: engine.Screen, now: float) -> UssdReply:
-        if screen.end:
+    async def _replaced(self, old: UssdSession, now: float) -> None:
+        self._metrics.ussd_released.labels("replaced").inc()
+        await self._events.emit(
+            "ussd.released", old.msisdn, now, session_id=old.sid, cause="replaced"
+        )
+        await self._tell_app(old, "replaced", now)
+
+    async def _show(self, session: UssdSession, reply: AppReply, now: float) -> UssdReply:
+        lang = reply.lang or session.lang
+        if reply.end:
             await self._sessions.end(session.msisdn, session.sid)
-        elif not await self._sessions.save(session, screen.state.to_json(), screen.state.lang, now):
+        elif not await self._sessions.save(session, reply.state, lang, now):
             raise not_found("session_not_found", "the session was released meanwhile")
-        return await self._reply(session.sid, session.msisdn, screen.text, screen.end, now)
+        wait = min(self._sessions.input_timeout_s, session.expires_at - now)
+        return await self._reply(session.sid, session.msisdn, reply.text, reply.end, now, wait)
 
-    async def _reply(self, sid: str, msisdn: str, text: str, end: bool, now: float) -> UssdReply:
+    async def _reply(
+        self, sid: str, msisdn: str, text: str, end: bool, now: float, wait_s: float = 0.0
+    ) -> UssdReply:
         self._metrics.ussd_steps.labels(str(end).lower()).inc()
         if end:
             self._metrics.ussd_released.labels("network").inc()
         await self._events.emit(
             "ussd.screen", msisdn, now, session_id=sid, end=end, chars=len(text)
         )
-        return UssdReply(sid, msisdn, text, end)
+        return UssdReply(sid, msisdn, text, end, None if end else wait_s)
 
-    async def _one_shot(self, msisdn: str, text: str, now: float) -> UssdReply:
-        """Answer without a menu: the network's final screen, no session kept."""
-        session, replaced = await self._sessions.open(msisdn, "-", "ru", {}, now)
+    async def _one_shot(
+        self, msisdn: str, text: str, now: float, *, sid: str | None = None
+    ) -> UssdReply:
+        """Answer without an application: the network's final screen, no session kept."""
+        session, replaced = await self._sessions.open_replacing(msisdn, "-", "ru", {}, now, sid=sid)
         await self._sessions.end(msisdn, session.sid)
         if replaced:
-            self._metrics.ussd_released.labels("replaced").inc()
-            await self._events.emit(
-                "ussd.released", msisdn, now, session_id=replaced, cause="replaced"
-            )
+            await self._replaced(replaced, now)
         return await self._reply(session.sid, msisdn, text, True, now)

@@ -124,7 +124,17 @@ def known_vars(menu: Menu, actions: Mapping[str, ActionSpec] = ACTIONS) -> dict[
         elif isinstance(screen, ActionScreen) and screen.action in actions:
             for name, spec in actions[screen.action].values.items():
                 known.setdefault(name, []).append(spec)
+        elif isinstance(screen, MenuScreen):
+            for option in screen.options:
+                for name, value in option.assign.items():
+                    known.setdefault(name, []).append(_assigned_var(value))
     return known
+
+
+def _assigned_var(value: str | int) -> VarSpec:
+    if isinstance(value, int):
+        return VarSpec(kind="digits", max_len=len(str(value)))
+    return VarSpec(kind="text", max_len=max(1, len(value)))
 
 
 def _texts(menu: Menu, screen: ScreenSpec) -> Iterator[tuple[str, LocalText]]:

@@ -266,6 +266,8 @@ def _choose(menu: Menu, state: SessionState, spec: MenuScreen, raw: str) -> Step
     for option in spec.options:
         if option.key == typed:
             chosen = state if option.lang is None else dataclasses.replace(state, lang=option.lang)
+            if option.assign:
+                chosen = dataclasses.replace(chosen, vars={**chosen.vars, **option.assign})
             return _go(menu, chosen, option.next)
     return _wrong(menu, state, menu.messages.invalid_choice)
 

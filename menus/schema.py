@@ -63,12 +63,18 @@ class VarSpec(_Model):
         return tuple(ch * length for ch in _WIDE_CHARS)
 
 
+AssignValue = Annotated[str, Field(max_length=64)] | Annotated[int, Field(ge=0, le=10**12)]
+
+
 class Option(_Model):
     key: str = Field(pattern=r"^[0-9]{1,6}$")
     text: LocalText | None = None
     hidden: bool = False
     next: Name
     lang: Literal["ru", "en"] | None = None  # choosing this option switches the session language
+    # Values the choice stores in the session, so that one list of options (tariffs, periods,
+    # formats) can lead to one shared screen that reads the choice: `assign: {tariff_id: smart}`.
+    assign: dict[Name, AssignValue] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _key_and_text(self) -> Option:
@@ -184,4 +190,3 @@ class MenuPart(_Model):
     part_of: Name
     vars: dict[Name, VarSpec] = Field(default_factory=dict)
     screens: dict[Name, ScreenSpec] = Field(min_length=1)
-

@@ -24,7 +24,9 @@ TOKEN = "cli-test-token"
 USSDSIM = [sys.executable, "-m", "gateway.cli"]
 
 
-def request(url: str, method: str = "GET", body: Any = None, token: bool = False) -> tuple[int, Any]:
+def request(
+    url: str, method: str = "GET", body: Any = None, token: bool = False
+) -> tuple[int, Any]:
     headers = {"Content-Type": "application/json"}
     if token:
         headers["Authorization"] = f"Bearer {TOKEN}"
@@ -43,9 +45,24 @@ class Server:
         self.url = f"http://127.0.0.1:{self.port}"
         env = {**os.environ, "USSDSIM_ADMIN_TOKEN": TOKEN}
         self.proc = subprocess.Popen(
-            [*USSDSIM, "serve", "--http", f"127.0.0.1:{self.port}", "--data", str(data),
-             "--clock", "virtual"],
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            [
+                *USSDSIM,
+                "serve",
+                "--http",
+                f"127.0.0.1:{self.port}",
+                "--smpp",
+                "127.0.0.1:0",  # config.yaml's SMSC on a free port: parallel runs never collide
+                "--data",
+                str(data),
+                "--clock",
+                "virtual",
+                "--smpp",
+                f"127.0.0.1:{free_port()}",
+            ],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
         )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -74,8 +91,9 @@ def server(tmp_path: Path) -> Iterator[Server]:
 def test_serve_keeps_state_across_a_restart_and_stops_cleanly(tmp_path: Path) -> None:
     data = tmp_path / "data"
     first = Server(data)
-    status, _ = request(first.url + "/v1/subscribers/9161234567", "PUT", {"balance_kop": 4242},
-                        token=True)
+    status, _ = request(
+        first.url + "/v1/subscribers/9161234567", "PUT", {"balance_kop": 4242}, token=True
+    )
     assert status == 201
     code, out = first.stop()
     assert code == 0, out
@@ -93,17 +111,25 @@ def test_serve_keeps_state_across_a_restart_and_stops_cleanly(tmp_path: Path) ->
 def test_dial_walks_a_menu_interactively(server: Server) -> None:
     out = subprocess.run(
         [*USSDSIM, "dial", "9161234567", "*111#", "--url", server.url],
-        input="828\n1\n", capture_output=True, text=True, timeout=30,
+        input="828\n1\n",
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     assert out.returncode == 0, out.stderr
     assert "session ended by the network" in out.stdout
     status, sub = request(server.url + "/v1/subscribers/+79161234567", token=True)
+    assert status == 200
     assert "number_management" in sub["services"]
 
 
 def test_dial_reports_a_bad_code(server: Server) -> None:
-    out = subprocess.run([*USSDSIM, "dial", "9161234567", "**21*1#", "--url", server.url],
-                         capture_output=True, text=True, timeout=30)
+    out = subprocess.run(
+        [*USSDSIM, "dial", "9161234567", "**21*1#", "--url", server.url],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert out.returncode == 1
     assert "not_ussd" in out.stderr
 
@@ -111,7 +137,9 @@ def test_dial_reports_a_bad_code(server: Server) -> None:
 def test_sms_prints_the_password_reply(server: Server) -> None:
     out = subprocess.run(
         [*USSDSIM, "sms", "9161234567", "3339", "Пароль", "--url", server.url, "--wait", "5"],
-        capture_output=True, text=True, timeout=30,
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     assert out.returncode == 0, out.stderr
     assert re.search(r"<- 3339: .*\b\d{6}\b", out.stdout), out.stdout
@@ -127,8 +155,9 @@ def test_menus_check_passes_the_shipped_profile_and_names_problems(tmp_path: Pat
         "      - {key: '1', text: {ru: Раз, en: One}, next: nowhere}\n",
         encoding="utf-8",
     )
-    out = subprocess.run([*USSDSIM, "menus", "check", str(bad)], capture_output=True, text=True,
-                         timeout=30)
+    out = subprocess.run(
+        [*USSDSIM, "menus", "check", str(bad)], capture_output=True, text=True, timeout=30
+    )
     assert out.returncode != 0
     assert "bad.yaml" in out.stdout and "root" in out.stdout and "nowhere" in out.stdout
 
@@ -136,7 +165,8 @@ def test_menus_check_passes_the_shipped_profile_and_names_problems(tmp_path: Pat
 def test_serve_refuses_a_bad_config_with_a_clear_message(tmp_path: Path) -> None:
     cfg = tmp_path / "config.yaml"
     cfg.write_text("ussd:\n  input_timeout_s: -1\n", encoding="utf-8")
-    out = subprocess.run([*USSDSIM, "serve", "--config", str(cfg)], capture_output=True,
-                         text=True, timeout=30)
+    out = subprocess.run(
+        [*USSDSIM, "serve", "--config", str(cfg)], capture_output=True, text=True, timeout=30
+    )
     assert out.returncode == 2
     assert "ussd.input_timeout_s" in out.stderr

@@ -145,3 +145,13 @@ async def test_no_code_appears_in_store_events_or_journal(api: Api) -> None:
         assert code not in repr(value), key
     _, events = await api.call("GET", "/v1/events?once=1&after=0", operator=True)
     assert code not in events
+
+
+async def test_password_sms_is_one_segment_in_both_languages(api: Api) -> None:
+    await api.dial(NUMBER, "*111*25#")
+    await api.call("PUT", f"/v1/subscribers/{NUMBER}", {"lang": "en"}, operator=True)
+    await api.dial(NUMBER, "*111*25#")
+    ru, en = await api.inbox(NUMBER)
+    assert (ru["encoding"], ru["segments"]) == ("ucs2", 1)
+    assert (en["encoding"], en["segments"]) == ("gsm7", 1)
+    assert "Valid for 48 h" in en["text"]

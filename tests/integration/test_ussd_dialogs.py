@@ -143,3 +143,24 @@ async def test_blocked_number_sees_blocked_screen_but_balance_works(api: Api) ->
     assert status == 403 and body["error"]["code"] == "subscriber_blocked"
     status, _ = await api.call("POST", "/v1/sms", {"from": NUMBER, "to": "0890", "text": "?"})
     assert status == 202
+
+
+async def test_each_screen_says_how_long_the_network_waits(api: Api) -> None:
+    first = await api.dial(NUMBER, "*111#")
+    assert first["timeout_s"] == 60
+    await api.advance(100)
+    # not answered within 60 s: gone
+    status, _ = await api.call("POST", f"/v1/ussd/{first['session_id']}", {"input": "8"})
+    assert status == 404
+    second = await api.dial(NUMBER, "*111#")
+    await api.advance(55)
+    step = await api.answer(second["session_id"], "8")
+    assert step["timeout_s"] == 60
+    await api.advance(55)
+    step = await api.answer(second["session_id"], "0")
+    assert step["timeout_s"] == 60  # 110 s of 180 used: the input timer ends first
+    await api.advance(55)
+    step = await api.answer(second["session_id"], "8")
+    assert step["timeout_s"] == 15  # 165 s used: only the lifetime's last 15 s remain
+    final = await api.dial(NUMBER, "*100#")
+    assert "timeout_s" not in final

@@ -24,9 +24,10 @@ from sms.encoding import ussd_fits
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "menus" / "engine"
 DEFAULT = load_menus([DEFAULT_PROFILE_DIR])
-SELFCARE = DEFAULT.get("selfcare")
 BALANCE = DEFAULT.get("balance")
-SHOP = load_menus([FIXTURES]).get("shop")
+ENGINE_FIXTURES = load_menus([FIXTURES])
+SELFCARE = ENGINE_FIXTURES.get("selfcare")
+SHOP = ENGINE_FIXTURES.get("shop")
 MSISDN = {"msisdn": "+79161234567"}
 
 
@@ -276,11 +277,11 @@ def test_resume_merges_values_into_the_text() -> None:
 
 
 def test_balance_menu_in_both_languages() -> None:
-    values = {"balance_kop": 12345, "tariff": "Smart"}
+    values = {"balance_kop": 12345, "tariff": "Smart", "minutes": 600, "sms": 300, "mb": 15360}
     ru = screen(resume(BALANCE, request(start(BALANCE, lang="ru")).state, "ok", values))
     en = screen(resume(BALANCE, request(start(BALANCE, lang="en")).state, "ok", values))
-    assert ru.text == "Баланс: 123,45 руб.\nТариф: Smart"
-    assert en.text == "Balance: 123.45 RUB\nTariff: Smart"
+    assert ru.text == "Баланс: 123,45 руб.\nОстаток: 600 мин, 300 SMS, 15360 МБ"
+    assert en.text == "Balance: 123.45 RUB\nLeft: 600 min, 300 SMS, 15360 MB"
 
 
 def test_action_argument_templates_keep_their_type() -> None:
@@ -292,7 +293,7 @@ def test_action_argument_templates_keep_their_type() -> None:
 
 def test_unknown_variable_renders_empty_at_run_time() -> None:
     waiting = request(start(BALANCE, lang="en"))
-    assert screen(resume(BALANCE, waiting.state, "ok")).text == "Balance: \nTariff: "
+    assert screen(resume(BALANCE, waiting.state, "ok")).text == "Balance: \nLeft:  min,  SMS,  MB"
 
 
 # --- misuse gets typed errors -------------------------------------------------------------------

@@ -77,7 +77,7 @@ def test_valid_fixture_of_each_screen_type_passes(screen_type: str) -> None:
 
 def test_default_profile_checks_clean() -> None:
     menu_set = load_menus([DEFAULT_PROFILE_DIR])
-    assert set(menu_set.menus) == {"selfcare", "balance"}
+    assert set(menu_set.menus) == {"selfcare", "balance", "unblock"}
     assert DEFAULT_PROFILE_DIR.is_relative_to(Path(__file__).resolve().parents[2] / "menus")
 
 
@@ -152,7 +152,7 @@ def test_check_command_prints_ok(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_check_command_defaults_to_the_shipped_profile(capsys: pytest.CaptureFixture[str]) -> None:
     assert check_command([]) == 0
-    assert capsys.readouterr().out.startswith("ok: 2 menus, ")
+    assert capsys.readouterr().out.startswith("ok: 3 menus, ")
 
 
 def test_check_command_prints_one_line_per_problem(capsys: pytest.CaptureFixture[str]) -> None:

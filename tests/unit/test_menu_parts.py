@@ -62,10 +62,13 @@ def test_a_screen_defined_in_two_files_is_a_problem(tmp_path: Path) -> None:
 
 
 def test_problems_name_the_file_that_holds_the_screen(tmp_path: Path) -> None:
-    orphan = PART + """  lost:
+    orphan = (
+        PART
+        + """  lost:
     type: end
     text: {ru: "Нигде", en: "Nowhere"}
 """
+    )
     _, problems = check_paths([write(tmp_path, a_main=MAIN, b_part=orphan)])
     lost = [p for p in problems if p.screen == "lost"]
     assert lost and lost[0].file.endswith("b_part.yaml")

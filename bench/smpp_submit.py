@@ -1,0 +1,262 @@
+"""SMPP benchmark: submit_sm -> submit_sm_resp per second with N outstanding.
+
+    python -m bench.smpp_submit [--window 50] [--seconds 10] [--json out.json]
+
+One run measures two servers with the same load generator, each in its own process:
+- `ceiling`: a bare asyncio server that frames PDUs with readexactly and answers bind and
+  submit_sm with a fixed message id, doing no other work;
+- `ussdsim`: `ussdsim serve` with an SMPP account and its embedded Redis: every submit_sm is
+  decoded, checked, stored in the subscriber's inbox and the message store before it is answered.
+The load generator is our own codec in a separate process: it pre-encodes one submit_sm, patches
+the sequence number per request, keeps WINDOW outstanding and reads responses with readexactly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench.common import percentile, print_table, python, start_process, stop_process, wait_http
+from ledger.embedded import free_port
+from sms.smpp.codec import decode_header, encode
+from sms.smpp.constants import HEADER_LENGTH, CommandId
+from sms.smpp.pdu import make_pdu
+
+SYSTEM_ID, PASSWORD = "bench", "bench123"
+DEST = "79001234567"
+
+# --- the ceiling ---------------------------------------------------------------------------
+
+
+async def _bare_client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    pack = struct.Struct(">IIII").pack
+    resp_body = b"bare0001\x00"
+    try:
+        while True:
+            header = await reader.readexactly(HEADER_LENGTH)
+            length, command_id, _, sequence = struct.unpack(">IIII", header)
+            if length > HEADER_LENGTH:
+                await reader.readexactly(length - HEADER_LENGTH)
+            if command_id in (CommandId.bind_transceiver, CommandId.bind_transmitter):
+                body = b"bare\x00"
+            elif command_id == CommandId.submit_sm:
+                body = resp_body
+            elif command_id == CommandId.unbind:
+                writer.write(pack(HEADER_LENGTH, CommandId.unbind_resp, 0, sequence))
+                await writer.drain()
+                break
+            else:
+                body = b""
+            writer.write(
+                pack(HEADER_LENGTH + len(body), command_id | 0x80000000, 0, sequence) + body
+            )
+            await writer.drain()
+    except (asyncio.IncompleteReadError, ConnectionError):
+        pass
+    finally:
+        writer.close()
+
+
+async def bare_server(port: int) -> None:
+    server = await asyncio.start_server(_bare_client, "127.0.0.1", port, reuse_address=True)
+    async with server:
+        await server.serve_forever()
+
+
+# --- the load generator --------------------------------------------------------------------
+
+
+async def load(port: int, window: int, seconds: float, warmup: float) -> dict[str, float]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    bind = make_pdu(
+        "bind_transceiver", 1, system_id=SYSTEM_ID, password=PASSWORD, interface_version=0x34
+    )
+    writer.write(encode(bind))
+    header = await reader.readexactly(HEADER_LENGTH)
+    length, _, status, _ = decode_header(header)
+    await reader.readexactly(length - HEADER_LENGTH)
+    if status != 0:
+        raise SystemExit(f"bind refused: status 0x{status:X}")
+    template = bytearray(
+        encode(
+            make_pdu(
+                "submit_sm",
+                1,
+                source_addr="1000",
+                source_addr_ton=1,
+                destination_addr=DEST,
+                short_message=b"Hello world 123",
+            )
+        )
+    )
+    sent_at: dict[int, float] = {}
+    latencies: list[float] = []
+    ok = errors = 0
+    sequence = 1
+    clock = time.perf_counter
+    start = clock()
+    measure_from = start + warmup
+    stop_at = measure_from + seconds
+    done = asyncio.Event()
+
+    def send(n: int) -> None:
+        nonlocal sequence
+        out = bytearray()
+        for _ in range(n):
+            sequence += 1
+            struct.pack_into(">I", template, 12, sequence)
+            out += template
+            sent_at[sequence] = clock()
+        writer.write(out)
+
+    async def receive() -> None:
+        nonlocal ok, errors
+        while True:
+            header = await reader.readexactly(HEADER_LENGTH)
+            length, command_id, status, seq = decode_header(header)
+            if length > HEADER_LENGTH:
+                await reader.readexactly(length - HEADER_LENGTH)
+            if command_id == CommandId.enquire_link:
+                writer.write(struct.pack(">IIII", 16, CommandId.enquire_link_resp, 0, seq))
+                continue
+            t0 = sent_at.pop(seq, None)
+            if t0 is None:
+                continue
+            now = clock()
+            if now >= measure_from and t0 >= measure_from and now <= stop_at:
+                if status == 0:
+                    ok += 1
+                    latencies.append(now - t0)
+                else:
+                    errors += 1
+            if now < stop_at:
+                send(1)
+            elif not sent_at:
+                done.set()
+                return
+
+    send(window)
+    receiver = asyncio.create_task(receive())
+    try:
+        await asyncio.wait_for(done.wait(), warmup + seconds + 10)
+    except TimeoutError:
+        errors += len(sent_at)
+    receiver.cancel()
+    writer.write(encode(make_pdu("unbind", sequence + 1)))
+    writer.close()
+    latencies.sort()
+    return {
+        "submit_sm_per_s": round(ok / seconds),
+        "p50_ms": round(percentile(latencies, 0.5) * 1000, 2),
+        "p99_ms": round(percentile(latencies, 0.99) * 1000, 2),
+        "errors": errors,
+    }
+
+
+def run_load(port: int, window: int, seconds: float, warmup: float) -> dict[str, float]:
+    out = subprocess.run(
+        [
+            python(),
+            "-m",
+            "bench.smpp_submit",
+            "load",
+            "--port",
+            str(port),
+            "--window",
+            str(window),
+            "--seconds",
+            str(seconds),
+            "--warmup",
+            str(warmup),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+def wait_port(port: int, timeout_s: float = 30.0) -> None:
+    import socket
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"nothing listens on {port}")
+
+
+def compare(window: int, seconds: float, warmup: float) -> list[dict[str, object]]:
+    rows: list[dict[str, object]] = []
+    bare_port = free_port()
+    bare = start_process([python(), "-m", "bench.smpp_submit", "bare", "--port", str(bare_port)])
+    with tempfile.TemporaryDirectory() as tmp:
+        http_port, smpp_port = free_port(), free_port()
+        config = Path(tmp) / "config.yaml"
+        config.write_text(
+            f"http: {{listen: '127.0.0.1:{http_port}'}}\n"
+            f"smpp:\n  listen: '127.0.0.1:{smpp_port}'\n"
+            f"  accounts: [{{system_id: {SYSTEM_ID}, password: {PASSWORD}, "
+            f"window: {window * 2}}}]\n"
+            f"redis: {{url: embedded, data_dir: '{tmp}/var'}}\n",
+            encoding="utf-8",
+        )
+        server = start_process(
+            [python(), "-m", "gateway.cli", "serve", "--config", str(config)],
+            env={"USSDSIM_ADMIN_TOKEN": "bench"},
+        )
+        try:
+            wait_port(bare_port)
+            wait_http(f"http://127.0.0.1:{http_port}/healthz")
+            wait_port(smpp_port)
+            for name, port in (("ceiling", bare_port), ("ussdsim", smpp_port)):
+                result = run_load(port, window, seconds, warmup)
+                rows.append({"server": name, "window": window, **result})
+        finally:
+            stop_process(server)
+            stop_process(bare)
+    ceiling = float(rows[0]["submit_sm_per_s"]) or 1.0
+    for row in rows:
+        row["of_ceiling"] = round(float(row["submit_sm_per_s"]) / ceiling, 2)  # type: ignore[arg-type]
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    sub = parser.add_subparsers(dest="mode")
+    b = sub.add_parser("bare", help="run only the ceiling server")
+    b.add_argument("--port", type=int, required=True)
+    ld = sub.add_parser("load", help="run only the load generator; prints one JSON line")
+    ld.add_argument("--port", type=int, required=True)
+    for p in (parser, ld):
+        p.add_argument("--window", type=int, default=50)
+        p.add_argument("--seconds", type=float, default=10.0)
+        p.add_argument("--warmup", type=float, default=2.0)
+    parser.add_argument("--json", help="also write the rows to this file")
+    args = parser.parse_args()
+    if args.mode == "bare":
+        asyncio.run(bare_server(args.port))
+    elif args.mode == "load":
+        print(json.dumps(asyncio.run(load(args.port, args.window, args.seconds, args.warmup))))
+    else:
+        rows = compare(args.window, args.seconds, args.warmup)
+        print_table(rows)
+        if args.json:
+            Path(args.json).write_text(json.dumps(rows, indent=2), encoding="utf-8")
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    sys.exit(main())

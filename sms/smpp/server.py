@@ -1,0 +1,377 @@
+"""The asyncio edge of the SMSC: one task per client around a sans-IO `SmscSession`.
+
+Per connection:
+- the reader reads `readexactly(16)` for the header, checks command_length against the limit
+  before reading a body (so a 4 GB length costs nothing but a generic_nack and a closed socket),
+  feeds the whole PDU to the session and writes what the session answered by itself;
+- the worker hands ESME operations (submit_sm, query_sm, ...) to the application in batches: all
+  that arrived while the previous batch was being handled go together, so the application can
+  store them with one Redis round trip; it writes the responses and drains;
+- the watchdog sends enquire_link when the peer has been quiet for `enquire_interval_s` and unbinds
+  a peer silent for `inactivity_s`.
+Requests the SMSC originates (deliver_sm, ...) go through `Connection.request`, which waits for
+the matching response.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from sms.smpp.constants import DEFAULT_MAX_PDU_LENGTH, HEADER_LENGTH, CommandId, Status
+from sms.smpp.pdu import Pdu, make_pdu
+from sms.smpp.session import (
+    BindRejected,
+    Bound,
+    Event,
+    LocalProtocolError,
+    ProtocolError,
+    Refused,
+    RequestReceived,
+    ResponseReceived,
+    SmscSession,
+    Unbound,
+)
+from sms.smpp.state import BindState
+
+log = logging.getLogger("ussdsim.smpp")
+
+WRITE_HIGH_WATER = 256 * 1024
+UNBIND_WAIT_S = 2.0
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    host: str = "127.0.0.1"
+    port: int = 2775
+    system_id: str = "ussdsim"
+    inactivity_s: float = 120.0
+    enquire_interval_s: float = 30.0
+    max_pdu_length: int = DEFAULT_MAX_PDU_LENGTH
+    response_timeout_s: float = 10.0
+
+
+class SmscApplication(Protocol):
+    def authenticate(self, conn: Connection, system_id: str, password: str, bind_type: str) -> int:
+        """ROK or the bind_*_resp status to refuse with. Never log the password."""
+        ...
+
+    async def handle(self, conn: Connection, requests: list[Pdu]) -> list[Pdu]:
+        """One response per request, in the same order."""
+        ...
+
+    def bound(self, conn: Connection) -> None: ...
+
+    def unbound(self, conn: Connection) -> None: ...
+
+    def count(self, direction: str, command: str, status: int, n: int) -> None:
+        """`n` PDUs went `direction` ("in"/"out") since the last call."""
+        ...
+
+
+class ConnectionLost(Exception):
+    pass
+
+
+_NAMES = {int(c): c.name for c in CommandId}
+
+
+def _command_name(command_id: int) -> str:
+    return _NAMES.get(command_id, "unknown")
+
+
+class Connection:
+    def __init__(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        app: SmscApplication,
+        settings: ServerSettings,
+    ) -> None:
+        self._reader = reader
+        self._writer = writer
+        self._app = app
+        self._settings = settings
+        peer = writer.get_extra_info("peername")
+        self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+        self.session = SmscSession(
+            self._authenticate,
+            system_id=settings.system_id,
+            max_pdu_length=settings.max_pdu_length,
+        )
+        self.system_id: str | None = None
+        self.bind_type: str | None = None
+        self._loop = asyncio.get_running_loop()
+        self.last_heard = self._loop.time()
+        self._batch: list[Pdu] = []
+        self._wake = asyncio.Event()
+        self._room = asyncio.Event()
+        self._waiting: dict[int, asyncio.Future[Pdu]] = {}
+        self._closed = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._probes: set[asyncio.Task[None]] = set()
+        # PDU tallies go to the application in bulk: one metrics call per kind, not per PDU
+        self._counts: dict[tuple[str, str, int], int] = {}
+        self._raw_counts: dict[tuple[str, int, int], int] = {}
+
+    # --- what the application uses --------------------------------------------------------
+    @property
+    def can_receive(self) -> bool:
+        return self.session.state in (BindState.BOUND_RX, BindState.BOUND_TRX)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed.is_set()
+
+    async def request(self, pdu: Pdu, timeout: float | None = None) -> Pdu:
+        """Send an SMSC request (deliver_sm, enquire_link, unbind) and wait for its response."""
+        if self.closed:
+            raise ConnectionLost(self.peer)
+        pdu.sequence = self.session.next_sequence()
+        wire = self.session.send(pdu)  # raises LocalProtocolError when the state forbids it
+        future: asyncio.Future[Pdu] = self._loop.create_future()
+        self._waiting[pdu.sequence] = future
+        self._tally("out", pdu.command, pdu.status)
+        try:
+            self._writer.write(wire)
+            await self._writer.drain()
+            return await asyncio.wait_for(future, timeout or self._settings.response_timeout_s)
+        except (ConnectionError, RuntimeError) as e:
+            raise ConnectionLost(self.peer) from e
+        finally:
+            self._waiting.pop(pdu.sequence, None)
+
+    async def unbind(self) -> None:
+        """Our unbind; the socket closes on the ESME's unbind_resp, or after a short wait."""
+        with contextlib.suppress(ConnectionLost, LocalProtocolError, TimeoutError):
+            if self.session.state in (BindState.BOUND_TX, BindState.BOUND_RX, BindState.BOUND_TRX):
+                await self.request(make_pdu("unbind"), UNBIND_WAIT_S)
+        self._abort()
+
+    async def wait_closed(self) -> None:
+        await self._closed.wait()
+
+    # --- the connection's tasks -----------------------------------------------------------
+    def _tally(self, direction: str, command: str, status: int) -> None:
+        key = (direction, command, status)
+        self._counts[key] = self._counts.get(key, 0) + 1
+
+    def flush_counts(self) -> None:
+        raw, self._raw_counts = self._raw_counts, {}
+        for (direction, command_id, status), n in raw.items():
+            self._tally_n(direction, _command_name(command_id), status, n)
+        counts, self._counts = self._counts, {}
+        for (direction, command, status), n in counts.items():
+            self._app.count(direction, command, status, n)
+
+    def _tally_n(self, direction: str, command: str, status: int, n: int) -> None:
+        key = (direction, command, status)
+        self._counts[key] = self._counts.get(key, 0) + n
+
+    def _authenticate(self, system_id: str, password: str, bind_type: str) -> int:
+        return self._app.authenticate(self, system_id, password, bind_type)
+
+    async def run(self) -> None:
+        self._tasks = [
+            asyncio.create_task(self._worker()),
+            asyncio.create_task(self._watchdog()),
+        ]
+        try:
+            await self._read_loop()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            await self._finish()
+
+    async def _read_loop(self) -> None:
+        read = self._reader.readexactly
+        session = self.session
+        max_length = self._settings.max_pdu_length
+        while session.state is not BindState.CLOSED:
+            header = await read(HEADER_LENGTH)
+            length = int.from_bytes(header[:4], "big")
+            body = b""
+            if HEADER_LENGTH < length <= max_length:
+                body = await read(length - HEADER_LENGTH)
+            # else: the session's framer judges the header alone (too short, too long: fatal)
+            self.last_heard = self._loop.time()
+            key = ("in", int.from_bytes(header[4:8], "big"), int.from_bytes(header[8:12], "big"))
+            self._raw_counts[key] = self._raw_counts.get(key, 0) + 1
+            events = session.receive_data(header + body)
+            out = session.data_to_send()
+            if out:
+                self._writer.write(out)
+            for event in events:
+                self._on_event(event)
+            if self._writer.transport.get_write_buffer_size() > WRITE_HIGH_WATER:
+                await self._writer.drain()
+            while session.on_window_full == "wait" and session.window_full and not self.closed:
+                self._room.clear()
+                await self._room.wait()
+        await self._writer.drain()
+
+    def _on_event(self, event: Event) -> None:
+        if isinstance(event, RequestReceived):
+            self._batch.append(event.pdu)
+            self._wake.set()
+        elif isinstance(event, ResponseReceived):
+            future = self._waiting.get(event.pdu.sequence)
+            if future is not None and not future.done():
+                future.set_result(event.pdu)
+        elif isinstance(event, Bound):
+            self.system_id, self.bind_type = event.system_id, event.bind_type
+            self._tally("out", f"bind_{event.bind_type}_resp", Status.ROK)
+            log.info("smpp %s bound as %s (%s)", self.peer, event.system_id, event.bind_type)
+            self._app.bound(self)
+        elif isinstance(event, BindRejected):
+            self._tally("out", f"bind_{event.bind_type}_resp", event.status)
+            log.info(
+                "smpp %s bind as %r refused: %s",
+                self.peer,
+                event.system_id,
+                Status(event.status).name,
+            )
+        elif isinstance(event, Refused):
+            self._tally("out", f"{event.pdu.command}_resp", event.status)
+        elif isinstance(event, ProtocolError):
+            self._tally("out", "generic_nack", event.status)
+            log.info("smpp %s protocol error: %s %s", self.peer, event.status.name, event.reason)
+        elif isinstance(event, Unbound) and event.by_peer:
+            self._tally("out", "unbind_resp", Status.ROK)
+
+    async def _worker(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            batch, self._batch = self._batch, []
+            if not batch:
+                continue
+            try:
+                responses = await self._app.handle(self, batch)
+            except Exception:
+                log.exception("smpp %s: handling %d request(s) failed", self.peer, len(batch))
+                responses = [Pdu(f"{p.command}_resp", p.sequence, Status.RSYSERR) for p in batch]
+            out = bytearray()
+            for response in responses:
+                try:
+                    out += self.session.send(response)
+                except LocalProtocolError:
+                    continue  # the ESME unbound meanwhile: nobody is waiting for this answer
+                self._tally("out", response.command, response.status)
+            if out and not self.closed:
+                self._writer.write(out)  # one write (one syscall) for the whole batch
+            self.flush_counts()
+            self._room.set()
+            with contextlib.suppress(ConnectionError):
+                await self._writer.drain()
+
+    async def _watchdog(self) -> None:
+        settings = self._settings
+        tick = max(0.05, min(settings.enquire_interval_s, settings.inactivity_s) / 4)
+        last_enquire = self._loop.time()
+        while not self.closed:
+            await asyncio.sleep(tick)
+            self.flush_counts()
+            now = self._loop.time()
+            quiet = now - self.last_heard
+            if quiet >= settings.inactivity_s:
+                log.info("smpp %s silent for %.0f s: unbinding", self.peer, quiet)
+                await self.unbind()
+                return
+            if (
+                quiet >= settings.enquire_interval_s
+                and now - last_enquire >= settings.enquire_interval_s
+            ):
+                last_enquire = now
+                probe = asyncio.create_task(self._enquire())
+                self._probes.add(probe)
+                probe.add_done_callback(self._probes.discard)
+
+    async def _enquire(self) -> None:
+        with contextlib.suppress(ConnectionLost, LocalProtocolError, TimeoutError):
+            await self.request(make_pdu("enquire_link"))
+
+    def _abort(self) -> None:
+        self.session.close()
+        self._writer.close()
+
+    async def _finish(self) -> None:
+        was_bound = self.system_id is not None
+        self.flush_counts()
+        self.session.close()
+        self._closed.set()
+        self._room.set()
+        tasks = [*self._tasks, *self._probes]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        for future in self._waiting.values():
+            if not future.done():
+                future.set_exception(ConnectionLost(self.peer))
+        self._writer.close()
+        with contextlib.suppress(Exception):
+            await self._writer.wait_closed()
+        if was_bound:
+            log.info("smpp %s (%s) disconnected", self.peer, self.system_id)
+            self._app.unbound(self)
+
+
+class SmscServer:
+    def __init__(self, settings: ServerSettings, app: SmscApplication) -> None:
+        self.settings = settings
+        self._app = app
+        self._server: asyncio.Server | None = None
+        self.connections: set[Connection] = set()
+        self._handlers: set[asyncio.Task[None]] = set()
+        self.on_connection: Callable[[Connection], None] | None = None
+
+    @property
+    def address(self) -> tuple[str, int]:
+        if self._server is None or not self._server.sockets:
+            return self.settings.host, self.settings.port
+        host, port = self._server.sockets[0].getsockname()[:2]
+        return str(host), int(port)
+
+    async def start(self) -> tuple[str, int]:
+        self._server = await asyncio.start_server(
+            self._serve, self.settings.host, self.settings.port, reuse_address=True
+        )
+        return self.address
+
+    def bound(self, system_id: str) -> list[Connection]:
+        return [c for c in self.connections if c.system_id == system_id and not c.closed]
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        conn = Connection(reader, writer, self._app, self.settings)
+        self.connections.add(conn)
+        task = asyncio.current_task()
+        if task is not None:
+            self._handlers.add(task)
+        try:
+            await conn.run()
+        finally:
+            self.connections.discard(conn)
+            if task is not None:
+                self._handlers.discard(task)
+
+    async def close(self) -> None:
+        """Stop listening, unbind every client, and wait for their connections to end."""
+        if self._server is not None:
+            self._server.close()
+        conns = list(self.connections)
+        if conns:
+            await asyncio.gather(*(c.unbind() for c in conns), return_exceptions=True)
+            await asyncio.wait(
+                [asyncio.create_task(c.wait_closed()) for c in conns], timeout=UNBIND_WAIT_S
+            )
+        for task in list(self._handlers):
+            task.cancel()
+        if self._server is not None:
+            with contextlib.suppress(Exception):
+                await self._server.wait_closed()
