@@ -34,3 +34,35 @@ local function journal(key, base_json, op, before, after, extra)
   end
   redis.call('RPUSH', key, cjson.encode(entry))
 end
+
+-- cjson would write an empty table as {}; a stored list is always a JSON list.
+local function encode_list(list)
+  if #list == 0 then return '[]' end
+  return cjson.encode(list)
+end
+
+-- The subscriber's service ids (a JSON list in the `services` field of its hash).
+local function services_of(sub_key)
+  local list = cjson.decode(redis.call('HGET', sub_key, 'services') or '[]')
+  if type(list) ~= 'table' then return {} end
+  return list
+end
+
+local function has_item(list, item)
+  for _, value in ipairs(list) do
+    if value == item then return true end
+  end
+  return false
+end
+
+-- A sorted copy of `list` with `item` present (wanted = true) or absent (wanted = false).
+local function with_item(list, item, wanted)
+  local out = {}
+  for _, value in ipairs(list) do
+    if value ~= item then table.insert(out, value) end
+  end
+  if wanted then table.insert(out, item) end
+  table.sort(out)
+  return out
+end
+

@@ -24,7 +24,7 @@ else
 end
 
 local services = services_of(sub_key)
-local services_after = with_service(services, 'voluntary_block', keep_service)
+local services_after = with_item(services, 'voluntary_block', keep_service)
 redis.call('HSET', sub_key, 'status', new_status, 'services', encode_list(services_after))
 journal(journal_key, ARGV[1], mode, {status = status, services = services},
   {status = new_status, services = services_after})

@@ -11,8 +11,8 @@ if redis.call('HGET', m_sub, 'status') ~= 'active' then return answer('blocked',
 if redis.call('HGET', x_sub, 'status') ~= 'active' then
   return answer('blocked', {party = 'member'})
 end
-if not has_service(services_of(m_sub), 'number_management') then return answer('not_enabled') end
-if not has_service(services_of(x_sub), 'number_management') then
+if not has_item(services_of(m_sub), 'number_management') then return answer('not_enabled') end
+if not has_item(services_of(x_sub), 'number_management') then
   return answer('member_not_enabled')
 end
 local main_group = group_of(m_sub)

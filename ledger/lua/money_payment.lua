@@ -41,7 +41,7 @@ if outstanding > 0 then
   local services_after = services
   if left == 0 then
     redis.call('DEL', promise_key)
-    services_after = with_service(services, 'promised_payment', false)
+    services_after = with_item(services, 'promised_payment', false)
     redis.call('HSET', sub_key, 'services', encode_list(services_after))
   else
     redis.call('HSET', promise_key, 'amount_kop', left)

@@ -1,24 +1,5 @@
 -- Helpers shared by the catalogue scripts (prepended after _prelude.lua by ledger/offers.py).
 
--- cjson would write an empty table as {}; stored lists are always JSON lists.
-local function encode_list(list)
-  if #list == 0 then return '[]' end
-  return cjson.encode(list)
-end
-
-local function services_of(sub_key)
-  local list = cjson.decode(redis.call('HGET', sub_key, 'services') or '[]')
-  if type(list) ~= 'table' then return {} end
-  return list
-end
-
-local function has_item(list, item)
-  for _, value in ipairs(list) do
-    if value == item then return true end
-  end
-  return false
-end
-
 local function without_item(list, item)
   local kept = {}
   for _, value in ipairs(list) do
@@ -30,9 +11,7 @@ end
 -- Add or remove one service id; returns the lists before and after.
 local function set_service_flag(sub_key, service, on)
   local before = services_of(sub_key)
-  local after = without_item(before, service)
-  if on then table.insert(after, service) end
-  table.sort(after)
+  local after = with_item(before, service, on)
   redis.call('HSET', sub_key, 'services', encode_list(after))
   return before, after
 end

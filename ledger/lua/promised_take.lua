@@ -22,7 +22,7 @@ local after = redis.call('HINCRBY', sub_key, 'balance_kop', amount)
 redis.call('HSET', promise_key, 'amount_kop', amount, 'principal_kop', amount,
   'taken_at', ARGV[2], 'due_at', ARGV[4])
 local services = services_of(sub_key)
-local services_after = with_service(services, 'promised_payment', true)
+local services_after = with_item(services, 'promised_payment', true)
 redis.call('HSET', sub_key, 'services', encode_list(services_after))
 journal(journal_key, ARGV[1], 'promised_payment',
   {balance_kop = before, promise_kop = 0, services = services},
