@@ -1,6 +1,6 @@
 """SMPP benchmark: submit_sm -> submit_sm_resp per second with N outstanding.
 
-    python -m bench.smpp_submit [--window 50] [--seconds 10] [--json out.json]
+    python -m bench.smpp_submit [--window 50] [--seconds 10] [--receipts] [--json out.json]
 
 One run measures two servers with the same load generator, each in its own process:
 - `ceiling`: a bare asyncio server that frames PDUs with readexactly and answers bind and
@@ -9,6 +9,10 @@ One run measures two servers with the same load generator, each in its own proce
   decoded, checked, stored in the subscriber's inbox and the message store before it is answered.
 The load generator is our own codec in a separate process: it pre-encodes one submit_sm, patches
 the sequence number per request, keeps WINDOW outstanding and reads responses with readexactly.
+With --receipts every submit_sm asks for a delivery receipt (registered_delivery 1); the generator
+answers each deliver_sm and counts the receipts that arrive inside the measured span.
+Each row also gives the CPU each process spent per submit_sm (from /proc, Linux): where the time
+goes when the machine, not the server, is the limit.
 """
 
 from __future__ import annotations
@@ -19,7 +23,6 @@ import json
 import os
 import struct
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -74,7 +77,9 @@ async def bare_server(port: int) -> None:
 # --- the load generator --------------------------------------------------------------------
 
 
-async def load(port: int, window: int, seconds: float, warmup: float) -> dict[str, float]:
+async def load(
+    port: int, window: int, seconds: float, warmup: float, receipts: bool = False
+) -> dict[str, float]:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     bind = make_pdu(
         "bind_transceiver", 1, system_id=SYSTEM_ID, password=PASSWORD, interface_version=0x34
@@ -94,12 +99,13 @@ async def load(port: int, window: int, seconds: float, warmup: float) -> dict[st
                 source_addr_ton=1,
                 destination_addr=DEST,
                 short_message=b"Hello world 123",
+                registered_delivery=1 if receipts else 0,
             )
         )
     )
     sent_at: dict[int, float] = {}
     latencies: list[float] = []
-    ok = errors = 0
+    ok = errors = receipts_seen = 0
     sequence = 1
     clock = time.perf_counter
     start = clock()
@@ -118,7 +124,7 @@ async def load(port: int, window: int, seconds: float, warmup: float) -> dict[st
         writer.write(out)
 
     async def receive() -> None:
-        nonlocal ok, errors
+        nonlocal ok, errors, receipts_seen
         while True:
             header = await reader.readexactly(HEADER_LENGTH)
             length, command_id, status, seq = decode_header(header)
@@ -126,6 +132,11 @@ async def load(port: int, window: int, seconds: float, warmup: float) -> dict[st
                 await reader.readexactly(length - HEADER_LENGTH)
             if command_id == CommandId.enquire_link:
                 writer.write(struct.pack(">IIII", 16, CommandId.enquire_link_resp, 0, seq))
+                continue
+            if command_id == CommandId.deliver_sm:
+                writer.write(struct.pack(">IIII", 17, CommandId.deliver_sm_resp, 0, seq) + b"\0")
+                if measure_from <= clock() <= stop_at:
+                    receipts_seen += 1
                 continue
             t0 = sent_at.pop(seq, None)
             if t0 is None:
@@ -155,14 +166,42 @@ async def load(port: int, window: int, seconds: float, warmup: float) -> dict[st
     latencies.sort()
     return {
         "submit_sm_per_s": round(ok / seconds),
+        "receipts_per_s": round(receipts_seen / seconds),
         "p50_ms": round(percentile(latencies, 0.5) * 1000, 2),
         "p99_ms": round(percentile(latencies, 0.99) * 1000, 2),
         "errors": errors,
     }
 
 
-def run_load(port: int, window: int, seconds: float, warmup: float) -> dict[str, float]:
-    out = subprocess.run(
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU a process has used so far, from /proc (Linux)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def redis_children(pid: int) -> list[int]:
+    """The embedded redis-server the gateway started (its child process)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        name, rest = text.split("(", 1)[1].rsplit(")", 1)
+        if "redis" in name and int(rest.split()[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def run_load(
+    port: int, window: int, seconds: float, warmup: float, receipts: bool, watch: dict[str, int]
+) -> dict[str, float]:
+    """One load run; adds the CPU µs per submit_sm of the load generator and of `watch`."""
+    before = {name: cpu_seconds(pid) for name, pid in watch.items()}
+    proc = subprocess.Popen(
         [
             python(),
             "-m",
@@ -176,12 +215,22 @@ def run_load(port: int, window: int, seconds: float, warmup: float) -> dict[str,
             str(seconds),
             "--warmup",
             str(warmup),
+            *(["--receipts"] if receipts else []),
         ],
-        check=True,
-        capture_output=True,
+        stdout=subprocess.PIPE,
         text=True,
     )
-    return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+    _, code, usage = os.wait4(proc.pid, 0)
+    assert proc.stdout is not None
+    if code != 0:
+        raise RuntimeError(f"load generator failed ({code})")
+    result: dict[str, float] = dict(json.loads(proc.stdout.read().strip().splitlines()[-1]))
+    # warmup included: the processes work through it too
+    submitted = max(1.0, result["submit_sm_per_s"] * (seconds + warmup))
+    for name, pid in watch.items():
+        result[f"{name}_us"] = round((cpu_seconds(pid) - before[name]) / submitted * 1e6, 1)
+    result["loadgen_us"] = round((usage.ru_utime + usage.ru_stime) / submitted * 1e6, 1)
+    return result
 
 
 def wait_port(port: int, timeout_s: float = 30.0) -> None:
@@ -196,7 +245,7 @@ def wait_port(port: int, timeout_s: float = 30.0) -> None:
     raise RuntimeError(f"nothing listens on {port}")
 
 
-def compare(window: int, seconds: float, warmup: float) -> list[dict[str, object]]:
+def compare(window: int, seconds: float, warmup: float, receipts: bool) -> list[dict[str, object]]:
     rows: list[dict[str, object]] = []
     bare_port = free_port()
     bare = start_process([python(), "-m", "bench.smpp_submit", "bare", "--port", str(bare_port)])
@@ -219,16 +268,22 @@ def compare(window: int, seconds: float, warmup: float) -> list[dict[str, object
             wait_port(bare_port)
             wait_http(f"http://127.0.0.1:{http_port}/healthz")
             wait_port(smpp_port)
-            for name, port in (("ceiling", bare_port), ("ussdsim", smpp_port)):
-                result = run_load(port, window, seconds, warmup)
+            watch = {"server": server.pid}
+            for pid in redis_children(server.pid)[:1]:
+                watch["redis"] = pid
+            runs = (("ceiling", bare_port, {"server": bare.pid}), ("ussdsim", smpp_port, watch))
+            for name, port, watched in runs:
+                result = run_load(port, window, seconds, warmup, receipts, watched)
                 rows.append({"server": name, "window": window, **result})
         finally:
             stop_process(server)
             stop_process(bare)
-    ceiling = float(rows[0]["submit_sm_per_s"]) or 1.0
+    ceiling = float(rows[0]["submit_sm_per_s"]) or 1.0  # type: ignore[arg-type]
+    keys = ["server", "window", "submit_sm_per_s", "of_ceiling", "receipts_per_s", "p50_ms"]
+    keys += ["p99_ms", "errors", "server_us", "redis_us", "loadgen_us"]
     for row in rows:
         row["of_ceiling"] = round(float(row["submit_sm_per_s"]) / ceiling, 2)  # type: ignore[arg-type]
-    return rows
+    return [{k: row.get(k, "-") for k in keys} for row in rows]
 
 
 def main() -> None:
@@ -244,14 +299,16 @@ def main() -> None:
         p.add_argument("--window", type=int, default=50)
         p.add_argument("--seconds", type=float, default=10.0)
         p.add_argument("--warmup", type=float, default=2.0)
+        p.add_argument("--receipts", action="store_true", help="ask a receipt for every message")
     parser.add_argument("--json", help="also write the rows to this file")
     args = parser.parse_args()
     if args.mode == "bare":
         asyncio.run(bare_server(args.port))
     elif args.mode == "load":
-        print(json.dumps(asyncio.run(load(args.port, args.window, args.seconds, args.warmup))))
+        result = asyncio.run(load(args.port, args.window, args.seconds, args.warmup, args.receipts))
+        print(json.dumps(result))
     else:
-        rows = compare(args.window, args.seconds, args.warmup)
+        rows = compare(args.window, args.seconds, args.warmup, args.receipts)
         print_table(rows)
         if args.json:
             Path(args.json).write_text(json.dumps(rows, indent=2), encoding="utf-8")
@@ -259,4 +316,4 @@ def main() -> None:
 
 if __name__ == "__main__":
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
-    sys.exit(main())
+    main()

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ValidationError
 from gateway import models, offers_api
 from gateway import web as phone_pages
 from gateway.errors import ApiError, bad_request, not_found
+from gateway.faults import FaultBook, FaultError, Persona
 from gateway.runtime import Runtime
 from ledger.common import LedgerValueError
 from ledger.models import Subscriber, iso_utc
@@ -325,6 +326,52 @@ async def events(request: web.Request) -> web.StreamResponse:
     return response
 
 
+def _faults(request: web.Request) -> FaultBook:
+    book = rt(request).faults
+    if book is None:  # the runtime always builds one; a bare Runtime in a test may not
+        raise ApiError(503, "faults_unavailable", "fault personas are not available here")
+    return book
+
+
+def _fault_error(e: FaultError) -> ApiError:
+    extra = {} if e.field is None else {"field": e.field}
+    return ApiError(e.status, e.code, e.message, **extra)
+
+
+async def list_faults(request: web.Request) -> web.Response:
+    return json_response({"faults": await _faults(request).all()})
+
+
+async def put_fault(request: web.Request) -> web.Response:
+    book = _faults(request)
+    scope = request.match_info["scope"]
+    raw = await request.read()
+    try:
+        book.check_scope(scope)  # an unknown scope is 404 whatever the body says
+        data = json.loads(raw) if raw else None
+    except FaultError as e:
+        raise _fault_error(e) from e
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise bad_request("malformed_json", f"the body is not valid JSON: {e}") from e
+    if not isinstance(data, dict):
+        raise bad_request("invalid_body", "the body must be a JSON object")
+    try:
+        persona = await book.put(scope, data)
+    except FaultError as e:
+        raise _fault_error(e) from e
+    return json_response({"scope": scope, "persona": persona.model_dump(exclude_none=True)})
+
+
+async def delete_fault(request: web.Request) -> web.Response:
+    try:
+        removed = await _faults(request).clear(request.match_info["scope"])
+    except FaultError as e:
+        raise _fault_error(e) from e
+    if not removed:
+        raise not_found("no_fault", "no persona is active for this scope")
+    return web.Response(status=204)
+
+
 # --- infrastructure -----------------------------------------------------------------------------
 
 
@@ -527,6 +574,38 @@ ENDPOINTS: list[Endpoint] = [
             ("after", "string", "resume after this event id (or Last-Event-ID)"),
             ("once", "string", "1: send what is stored and close"),
         ),
+    ),
+    Endpoint(
+        "GET",
+        "/v1/faults",
+        list_faults,
+        "The active fault personas by scope",
+        operator=True,
+        tag="operator",
+    ),
+    Endpoint(
+        "PUT",
+        "/v1/faults/{scope}",
+        put_fault,
+        "Set the fault persona of a scope: global, smpp:SYSTEM_ID or app:ROUTE_CODE",
+        operator=True,
+        body=Persona,
+        responses={
+            200: "Active in every server process sharing the store",
+            400: "Bad persona",
+            404: "Unknown scope",
+            409: "The store cannot simulate an outage",
+        },
+        tag="operator",
+    ),
+    Endpoint(
+        "DELETE",
+        "/v1/faults/{scope}",
+        delete_fault,
+        "Clear the fault persona of a scope",
+        operator=True,
+        responses={204: "Cleared", 404: "Unknown scope, or no persona set"},
+        tag="operator",
     ),
     Endpoint("GET", "/healthz", healthz, "Liveness, including the store", tag="infra"),
     Endpoint("GET", "/metrics", metrics, "Prometheus metrics", tag="infra"),

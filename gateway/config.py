@@ -21,6 +21,7 @@ from pydantic import (
     model_validator,
 )
 
+from gateway.faults import Persona
 from ledger.money import MoneySettings
 
 
@@ -127,6 +128,8 @@ class RedisConfig(_Strict):
     url: str = "embedded"
     data_dir: str = "./var"
     durability: Literal["default", "strict"] = "default"
+    # A command unanswered this long fails (HTTP 503 store_unavailable) instead of hanging.
+    socket_timeout_s: float = Field(default=2.0, gt=0, le=300)
 
     @field_validator("url")
     @classmethod
@@ -312,6 +315,8 @@ class Config(_Strict):
             Route(code="*111*157#", menu="unblock"),
         ]
     )
+    # Fault personas active from the start, by scope: global, smpp:SYSTEM_ID, app:ROUTE_CODE.
+    faults: dict[str, Persona] = Field(default_factory=dict)
     admin_token: str | None = None
     region: str = "RU"
     base_dir: str = "."  # where relative paths in the file are resolved from; set by the loader

@@ -24,9 +24,17 @@ _pending: contextvars.ContextVar[list[dict[Any, Any]] | None] = contextvars.Cont
 
 
 class EventLog:
-    def __init__(self, redis: aioredis.Redis, maxlen: int = EVENTS_MAXLEN) -> None:
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        maxlen: int = EVENTS_MAXLEN,
+        *,
+        reader: aioredis.Redis | None = None,
+    ) -> None:
         self._redis = redis
         self._maxlen = maxlen
+        # Blocking reads wait longer than the main client's socket timeout: their own client.
+        self._reader = reader or redis
 
     async def emit(self, kind: str, msisdn: str | None, at: float, **data: Any) -> None:
         fields: dict[Any, Any] = {
@@ -65,7 +73,7 @@ class EventLog:
     async def read(
         self, after: str = "0", count: int = 100, block_ms: int | None = None
     ) -> list[dict[str, Any]]:
-        reply: Any = await self._redis.xread({EVENTS_KEY: after}, count=count, block=block_ms)
+        reply: Any = await self._reader.xread({EVENTS_KEY: after}, count=count, block=block_ms)
         events: list[dict[str, Any]] = []
         for _stream, entries in reply or []:
             for event_id, fields in entries:

@@ -10,6 +10,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import redis.asyncio as aioredis
+import redis.exceptions
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 from gateway.actions import Actions, PasswordSender
 from gateway.apps import AppSet
@@ -18,6 +21,7 @@ from gateway.clock import Clock, RealClock, VirtualClock
 from gateway.config import Config, resolve_path
 from gateway.detail_notices import DetailNotifier, offer_catalogue
 from gateway.events import EventLog
+from gateway.faults import FaultBook, config_problems
 from gateway.metrics import Metrics
 from gateway.routing import Router, RouteTarget
 from gateway.sessions import SessionStore
@@ -65,6 +69,14 @@ def check_wiring(config: Config, menus: MenuSet, actions: Actions) -> list[str]:
     return problems
 
 
+def fault_problems(config: Config) -> list[str]:
+    return config_problems(
+        config.faults,
+        accounts=[a.system_id for a in config.smpp.accounts],
+        routes=[r.code for r in config.routes],
+    )
+
+
 @dataclass
 class Runtime:
     config: Config
@@ -84,6 +96,8 @@ class Runtime:
     embedded: EmbeddedRedis | None = None
     smsc: Smsc | None = None  # listening only when smpp.accounts has an account
     detail_notifier: DetailNotifier | None = None
+    faults: FaultBook | None = None
+    blocking_redis: aioredis.Redis | None = None  # for reads that block (SSE)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @classmethod
@@ -95,19 +109,51 @@ class Runtime:
             embedded = EmbeddedRedis(resolve_path(config, config.redis.data_dir), fsync=fsync)
             await asyncio.to_thread(embedded.start)
             url = embedded.url
-        client = aioredis.Redis.from_url(url, decode_responses=True)
+        timeout = config.redis.socket_timeout_s
+        # A store that stops answering fails the request after `timeout` (503), not after
+        # retries: only a dropped connection is tried once more.
+        client = aioredis.Redis.from_url(
+            url,
+            decode_responses=True,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            retry=Retry(NoBackoff(), 1, supported_errors=(redis.exceptions.ConnectionError,)),
+        )
+        blocking = aioredis.Redis.from_url(url, decode_responses=True)
         try:
             await client.ping()
-            return await cls._wire(config, client, embedded)
+            problems = fault_problems(config)
+            if problems:
+                raise StartupError("faults refused: " + "; ".join(problems))
+            runtime = await cls._wire(config, client, embedded, blocking)
+            runtime.faults = FaultBook(
+                client,
+                url,
+                runtime.events,
+                runtime.metrics,
+                runtime.clock,
+                accounts=[a.system_id for a in config.smpp.accounts],
+                routes=[r.code for r in config.routes],
+            )
+            await runtime.faults.apply(config.faults)
+            runtime.ussd.faults = runtime.faults
+            if runtime.smsc is not None:
+                runtime.smsc.faults = runtime.faults
+            return runtime
         except BaseException:
             await client.aclose()
+            await blocking.aclose()
             if embedded is not None:
                 await asyncio.to_thread(embedded.stop)
             raise
 
     @classmethod
     async def _wire(
-        cls, config: Config, client: aioredis.Redis, embedded: EmbeddedRedis | None
+        cls,
+        config: Config,
+        client: aioredis.Redis,
+        embedded: EmbeddedRedis | None,
+        blocking: aioredis.Redis,
     ) -> Runtime:
         try:
             menus = load_menus(menu_paths(config))
@@ -137,7 +183,7 @@ class Runtime:
         inbox = ForwardingInbox.from_config(client, config)  # + upstream SMSC if configured
         await inbox.start()
         metrics = Metrics()
-        events = EventLog(client)
+        events = EventLog(client, reader=blocking)
         sessions = SessionStore(
             client,
             input_timeout_s=config.ussd.input_timeout_s,
@@ -185,6 +231,7 @@ class Runtime:
             apps=apps,
             embedded=embedded,
             smsc=smsc,
+            blocking_redis=blocking,
         )
         if smsc is not None:
             try:
@@ -225,8 +272,12 @@ class Runtime:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if self.faults is not None:
+            await self.faults.close()
         await self.apps.close()
         await self.inbox.close()
         await self.redis.aclose()
+        if self.blocking_redis is not None:
+            await self.blocking_redis.aclose()
         if self.embedded is not None:
             await asyncio.to_thread(self.embedded.stop)

@@ -19,8 +19,9 @@ import json
 import logging
 import secrets
 import time
+import weakref
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -30,6 +31,7 @@ from gateway.clock import Clock
 from gateway.config import Config, SmppAccount
 from gateway.errors import ApiError
 from gateway.events import EVENTS_KEY, EVENTS_MAXLEN, EventLog
+from gateway.faults import RECEIPT_ERRORS, ActiveFault, FaultBook
 from gateway.metrics import Metrics
 from gateway.subscribers import SubscriberDirectory
 from ledger.numbers import InvalidNumber, normalize_msisdn
@@ -40,10 +42,18 @@ from sms.smpp.coding import CodingError, data_coding_for, decode_text, encode_te
 from sms.smpp.constants import EsmClass, MessageState, RegisteredDelivery, Status
 from sms.smpp.esme import UpstreamForwarder
 from sms.smpp.pdu import Pdu, Tlv, make_pdu
-from sms.smpp.receipts import Receipt, receipt_pdu
+from sms.smpp.receipts import STATES, Receipt, receipt_pdu
 from sms.smpp.server import Connection, ConnectionLost, ServerSettings, SmscServer
 from sms.smpp.session import LocalProtocolError
-from sms.smpp.store import Delivery, EventSink, MessageRecord, SmppStore, parts_key
+from sms.smpp.store import (
+    Delivery,
+    EventSink,
+    MessageRecord,
+    SmppStore,
+    event_json,
+    inbox_json,
+    parts_key,
+)
 from sms.smpp.throttle import TokenBucket
 from sms.smpp.udh import UdhError, concat_info, split_udh
 
@@ -52,6 +62,8 @@ log = logging.getLogger("ussdsim.smpp")
 KNOWN_SUBSCRIBERS_MAX = 100_000
 IDLE_POLL_S = 0.5
 SUMMARY_CHARS = 20
+# One encoder for every receipt item, as json.dumps(ensure_ascii=False) writes them.
+_receipt_json = json.JSONEncoder(ensure_ascii=False).encode
 
 # A USSD submit_sm (service_type "USSD" or a ussd_service_op TLV) goes here when set.
 UssdHandler = Callable[[Account, Pdu, float], Awaitable[int]]
@@ -177,9 +189,14 @@ class Smsc:
         self._known: set[str] = set()
         self._counters: dict[tuple[str, str, int], Any] = {}
         self._sms_counters: dict[tuple[str, str], tuple[Any, Any]] = {}
+        self._mt_tally: dict[str, tuple[int, int]] = {}  # encoding -> (messages, segments)
         self._deliverers: dict[str, asyncio.Task[None]] = {}
         self._kicks: dict[str, asyncio.Event] = {}
         self._retries: set[asyncio.Task[None]] = set()
+        self.faults: FaultBook | None = None  # fault personas, when the runtime has them
+        self._bind_messages: weakref.WeakKeyDictionary[Connection, int] = (
+            weakref.WeakKeyDictionary()
+        )
 
     # --- lifecycle ------------------------------------------------------------------------
     async def start(self) -> tuple[str, int]:
@@ -229,10 +246,55 @@ class Smsc:
             self._counters[key] = child
         child.inc(n)
 
-    async def handle(self, conn: Connection, requests: list[Pdu]) -> list[Pdu]:
+    async def handle(self, conn: Connection, requests: list[Pdu]) -> list[Pdu | None]:
         account = self.accounts.get(conn.system_id or "")
         if account is None:  # cannot happen: the session lets only bound clients submit
             return [Pdu(f"{p.command}_resp", p.sequence, Status.RSYSERR) for p in requests]
+        fault = None
+        if self.faults is not None:
+            fault = await self.faults.get(f"smpp:{account.system_id}")
+        if fault is not None:
+            return await self._handle_faulty(conn, account, requests, fault)
+        return list(await self._handle(account, requests, None))
+
+    async def _handle_faulty(
+        self, conn: Connection, account: Account, requests: list[Pdu], fault: ActiveFault
+    ) -> list[Pdu | None]:
+        """`handle` under a fault persona: throttled, dropped or refused submits, receipts as
+        the mix says, answers after the latency, an unbind after so many messages."""
+        mono = time.monotonic()
+        early: dict[int, Pdu | None] = {}
+        passed: list[Pdu] = []
+        for i, pdu in enumerate(requests):
+            if pdu.command not in ("submit_sm", "data_sm"):
+                passed.append(pdu)
+                continue
+            if fault.throttled(mono):
+                early[i] = Pdu(f"{pdu.command}_resp", pdu.sequence, Status.RTHROTTLED)
+            elif fault.drops():
+                early[i] = None
+            elif (status := fault.error_status()) is not None:
+                early[i] = Pdu(f"{pdu.command}_resp", pdu.sequence, status)
+            else:
+                passed.append(pdu)
+        answered = iter(await self._handle(account, passed, fault) if passed else [])
+        responses = [early[i] if i in early else next(answered) for i in range(len(requests))]
+        await asyncio.sleep(fault.latency_s())
+        messages = sum(p.command in ("submit_sm", "data_sm") for p in requests)
+        if messages:
+            seen = self._bind_messages.get(conn, 0)
+            self._bind_messages[conn] = seen + messages
+            limit = fault.persona.unbind_after
+            if limit is not None and seen < limit and fault.unbinds_at(seen + messages):
+                # Runs after the worker has written these responses.
+                task = asyncio.create_task(conn.unbind())
+                self._retries.add(task)
+                task.add_done_callback(self._retries.discard)
+        return responses
+
+    async def _handle(
+        self, account: Account, requests: list[Pdu], fault: ActiveFault | None
+    ) -> list[Pdu]:
         now = await self._clock.now()
         mono = time.monotonic()
         responses: list[Pdu | None] = [None] * len(requests)
@@ -254,7 +316,7 @@ class Smsc:
                     # A part of a long message: what was submitted before it is stored first,
                     # so the inbox keeps the order the client sent in.
                     if ready:
-                        await self._accept(account, ready, requests, responses, now)
+                        await self._accept(account, ready, requests, responses, now, fault)
                         ready = []
                     responses[i] = await self._part(account, pdu, now)
                 elif command == "query_sm":
@@ -268,7 +330,7 @@ class Smsc:
             except Refusal as r:
                 responses[i] = Pdu(f"{command}_resp", pdu.sequence, r.status)
         if ready:
-            await self._accept(account, ready, requests, responses, now)
+            await self._accept(account, ready, requests, responses, now, fault)
         return [
             r if r is not None else Pdu(f"{p.command}_resp", p.sequence, Status.RSYSERR)
             for r, p in zip(responses, requests, strict=True)
@@ -356,17 +418,7 @@ class Smsc:
         encoding, segments = sms_shape(p.text)
         if count:
             self._count_mt(encoding, segments)
-        body = json.dumps(
-            {
-                "from": p.sender,
-                "to": p.recipient,
-                "text": p.text,
-                "at": now,
-                "encoding": encoding,
-                "segments": segments,
-            },
-            ensure_ascii=False,
-        )
+        body = inbox_json(p.sender, p.recipient, p.text, now, encoding, segments)
         record = MessageRecord(
             account=account.system_id,
             source=p.source_addr,
@@ -378,20 +430,10 @@ class Smsc:
         )
         receipt = None
         if p.receipt:
-            receipt = json.dumps(
-                self._receipt_item(p.message_id, p.recipient, p.source_addr, p.text, now, now),
-                ensure_ascii=False,
+            receipt = _receipt_json(
+                self._receipt_item(p.message_id, p.recipient, p.source_addr, p.text, now, now)
             )
-        event = json.dumps(
-            {
-                "message_id": p.message_id,
-                "sender": p.sender,
-                "via": "smpp",
-                "account": account.system_id,
-            },
-            ensure_ascii=False,
-            separators=(",", ":"),
-        )
+        event = event_json(p.message_id, p.sender, "smpp", account.system_id)
         return Delivery(p.message_id, p.recipient, p.sender, body, record, receipt, event)
 
     def _receipt_item(
@@ -416,8 +458,12 @@ class Smsc:
         requests: list[Pdu],
         responses: list[Pdu | None],
         now: float,
+        fault: ActiveFault | None = None,
     ) -> None:
         deliveries = [self._delivery(account, p, now) for p in ready]
+        self._flush_mt_counts()
+        if fault is not None and fault.persona.receipts is not None:
+            deliveries = [self._mixed_receipt(account, d, now, fault) for d in deliveries]
         # The sms.mt events go to the event log inside the same Redis call as the messages.
         await self.store.accept(deliveries, EventSink(EVENTS_KEY, EVENTS_MAXLEN, repr(now)))
         for p in ready:
@@ -428,17 +474,47 @@ class Smsc:
         if any(d.receipt_item is not None for d in deliveries):
             self._kick(account.system_id)
 
+    def _mixed_receipt(
+        self, account: Account, delivery: Delivery, now: float, fault: ActiveFault
+    ) -> Delivery:
+        """The receipt (and the stored state) the persona's mix draws; a delayed receipt is
+        queued by a timer instead of with the message."""
+        drawn = fault.receipt() if delivery.receipt_item is not None else None
+        if delivery.receipt_item is None or drawn is None:
+            return delivery
+        stat, delay = drawn
+        item = json.loads(delivery.receipt_item)
+        item.update(stat=stat, err=RECEIPT_ERRORS[stat], done=now + delay)
+        record = replace(delivery.record, state=int(STATES[stat]), done=now + delay)
+        if delay <= 0:
+            return replace(delivery, record=record, receipt_item=json.dumps(item))
+        task = asyncio.create_task(self._receipt_later(account.system_id, item, delay))
+        self._retries.add(task)
+        task.add_done_callback(self._retries.discard)
+        return replace(delivery, record=record, receipt_item=None)
+
+    async def _receipt_later(self, system_id: str, item: dict[str, Any], delay: float) -> None:
+        await asyncio.sleep(delay)
+        await self.enqueue(system_id, item)
+
     def _count_mt(self, encoding: str, segments: int) -> None:
-        key = ("mt", encoding)
-        children = self._sms_counters.get(key)
-        if children is None:
-            children = (
-                self._metrics.sms.labels("mt", encoding),
-                self._metrics.sms_segments.labels("mt"),
-            )
-            self._sms_counters[key] = children
-        children[0].inc()
-        children[1].inc(segments)
+        # Tallied per message, handed to the metrics once per batch (_flush_mt_counts).
+        messages, total = self._mt_tally.get(encoding, (0, 0))
+        self._mt_tally[encoding] = (messages + 1, total + segments)
+
+    def _flush_mt_counts(self) -> None:
+        tally, self._mt_tally = self._mt_tally, {}
+        for encoding, (messages, segments) in tally.items():
+            key = ("mt", encoding)
+            children = self._sms_counters.get(key)
+            if children is None:
+                children = (
+                    self._metrics.sms.labels("mt", encoding),
+                    self._metrics.sms_segments.labels("mt"),
+                )
+                self._sms_counters[key] = children
+            children[0].inc(messages)
+            children[1].inc(segments)
 
     async def _part(self, account: Account, pdu: Pdu, now: float) -> Pdu:
         """One part of a concatenated MT; the whole text is delivered with the last part."""
@@ -699,7 +775,7 @@ class Smsc:
                 submit_date=datetime.fromtimestamp(item["submitted"], UTC).replace(tzinfo=None),
                 done_date=datetime.fromtimestamp(item["done"], UTC).replace(tzinfo=None),
                 stat=item["stat"],
-                err="000",
+                err=item.get("err", "000"),
                 text=item.get("text", ""),
             )
             pdu = receipt_pdu(receipt, source_addr=item["src"], destination_addr=item["dst"])

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +18,7 @@ from gateway.clock import Clock
 from gateway.config import Config
 from gateway.errors import ApiError, bad_request, not_found
 from gateway.events import EventLog
+from gateway.faults import GLOBAL, FaultBook
 from gateway.metrics import Metrics
 from gateway.mmi import Malformed, SupplementaryService, parse
 from gateway.routing import Router, RouteTarget
@@ -73,6 +74,7 @@ class UssdService:
         self._sessions = sessions
         self._events = events
         self._metrics = metrics
+        self.faults: FaultBook | None = None  # fault personas, when the runtime has them
 
     def replace_menus(self, menus: MenuSet) -> None:
         self._apps.replace_menus(menus)
@@ -96,6 +98,7 @@ class UssdService:
                 "handled by the phone and the switch, not by USSD",
                 service=parsed.name,
             )
+        await self._network_faults()
         now = await self._clock.now()
         subscriber = await self._directory.require(msisdn, now, actor="ussd")
         lang = subscriber.lang
@@ -113,7 +116,7 @@ class UssdService:
         app = self._app_of(route)
         ctx = AppContext(new_session_id(), msisdn, route.code, lang, now)
         try:
-            reply = await self._within_app_timeout(app, app.begin(ctx, parsed))
+            reply = await self._within_app_timeout(app, app.begin(ctx, parsed), route.code)
         except AppFailure as failure:
             self._metrics.ussd_sessions.labels(route.label).inc()
             return await self._app_failed(route, app, ctx, {}, failure, None)
@@ -126,6 +129,7 @@ class UssdService:
                 "input_too_long",
                 f"a USSD answer is at most {self._config.ussd.max_input_len} characters",
             )
+        await self._network_faults()
         now = await self._clock.now()
         status, session = await self._sessions.claim(sid, now, time.time())
         if status is ClaimStatus.TIMED_OUT:
@@ -145,8 +149,13 @@ class UssdService:
             raise not_found("session_not_found", "no service answers this session any more")
         await self._events.emit("ussd.input", session.msisdn, now, session_id=sid, length=len(text))
         ctx = AppContext(sid, session.msisdn, session.route, session.lang, now)
+        release_text = await self._network_release(session)
+        if release_text is not None:
+            return await self._released_by_network(app, ctx, session, release_text)
         try:
-            reply = await self._within_app_timeout(app, app.answer(ctx, session.state, text))
+            reply = await self._within_app_timeout(
+                app, app.answer(ctx, session.state, text), session.route
+            )
         except AppFailure as failure:
             return await self._app_failed(route, app, ctx, session.state, failure, session)
         return await self._show(session, reply, now)
@@ -179,17 +188,73 @@ class UssdService:
             raise ApiError(500, "route_without_app", f"no application serves {route.code}")
         return app
 
-    async def _within_app_timeout(self, app: UssdApp, call: Awaitable[AppReply]) -> AppReply:
+    async def _within_app_timeout(
+        self, app: UssdApp, call: Coroutine[Any, Any, AppReply], route_code: str
+    ) -> AppReply:
         """The gateway's own application timer: whatever the app does, the subscriber gets an
         answer in time."""
-        limit = app.timeout_s
-        if limit is None:
-            return await call
+        fault = None if self.faults is None else await self.faults.get(f"app:{route_code}")
+        if fault is None:  # the normal path
+            limit = app.timeout_s
+            if limit is None:
+                return await call
+            try:
+                async with asyncio.timeout(limit):
+                    return await call
+            except TimeoutError as e:
+                raise AppFailure("timeout", f"no reply within {limit} s") from e
+        # A fault persona on this route: the request waits, vanishes, or fails as told.
+        status = fault.error_status()
+        if status is not None:
+            call.close()
+            raise AppFailure("http_status", f"the application answered HTTP {status} (fault)")
+        delay, dropped = fault.latency_s(), fault.drops()
+        limit = app.timeout_s or self._config.ussd.app_timeout_s
         try:
-            async with asyncio.timeout(limit):
+            async with asyncio.timeout(limit if dropped or app.timeout_s else None):
+                await asyncio.sleep(delay)
+                if dropped:
+                    await asyncio.Event().wait()  # no reply ever comes
                 return await call
         except TimeoutError as e:
             raise AppFailure("timeout", f"no reply within {limit} s") from e
+        finally:
+            call.close()  # a no-op once awaited; frees a call that never ran
+
+    async def _network_faults(self) -> None:
+        """The `global` persona: every USSD request waits, or never gets an answer."""
+        fault = None if self.faults is None else await self.faults.get(GLOBAL)
+        if fault is None:
+            return
+        await asyncio.sleep(fault.latency_s())
+        if fault.drops():
+            raise ApiError(
+                504,
+                "network_no_answer",
+                "the network did not answer; an open session times out by itself",
+            )
+
+    async def _network_release(self, session: UssdSession) -> str | None:
+        """The release text when the route's or the global persona ends the dialog now."""
+        if self.faults is None:
+            return None
+        for scope in (f"app:{session.route}", GLOBAL):
+            fault = await self.faults.get(scope)
+            text = None if fault is None else fault.releases(session.steps)
+            if text is not None:
+                return text or pick(GATEWAY_TEXTS, "network_release", session.lang)
+        return None
+
+    async def _released_by_network(
+        self, app: UssdApp, ctx: AppContext, session: UssdSession, text: str
+    ) -> UssdReply:
+        await self._sessions.end(session.msisdn, session.sid)
+        self._metrics.ussd_released.labels("network_fault").inc()
+        await self._events.emit(
+            "ussd.released", ctx.msisdn, ctx.now, session_id=ctx.session_id, cause="network_fault"
+        )
+        await self._release_notice(app, ctx, session.state, "network_fault")
+        return UssdReply(session.sid, session.msisdn, text, True)
 
     async def _app_failed(
         self,

@@ -14,9 +14,11 @@ import struct
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from sms.smpp.compiled import COMMAND_NAMES, DECODERS, ENCODERS, Fallback
 from sms.smpp.constants import (
     DEFAULT_MAX_PDU_LENGTH,
     HEADER_LENGTH,
+    RESPONSE_BIT,
     CommandId,
     Status,
     is_response,
@@ -186,7 +188,35 @@ def decode_header(buf: bytes) -> tuple[int, int, int, int]:
 
 
 def decode(buf: bytes) -> Pdu:
-    """Decode exactly one whole PDU. Raises `DecodeError` (never anything else)."""
+    """Decode exactly one whole PDU. Raises `DecodeError` (never anything else).
+
+    A compiled decoder (`compiled.py`) handles a well-formed body; anything it declines is
+    decoded by walking the table, which gives the same result or the precise error.
+    """
+    if type(buf) is bytes and len(buf) >= HEADER_LENGTH:
+        length, command_id, status, sequence = _HEADER.unpack_from(buf)
+        fast = DECODERS.get(command_id)
+        if fast is not None and length == len(buf):
+            if length == HEADER_LENGTH and command_id & RESPONSE_BIT:
+                return Pdu(COMMAND_NAMES[command_id], sequence, status)
+            try:
+                fields, pos = fast(buf, HEADER_LENGTH)
+            except Fallback:
+                return decode_by_table(buf)
+            tlvs: list[Tlv] = []
+            if pos < length:
+                reader = _Reader(buf)
+                reader.pos = pos
+                try:
+                    tlvs = _read_tlvs(reader)
+                except _BodyError:
+                    return decode_by_table(buf)
+            return Pdu(COMMAND_NAMES[command_id], sequence, status, fields, tlvs)
+    return decode_by_table(buf)
+
+
+def decode_by_table(buf: bytes) -> Pdu:
+    """`decode` by walking the field table, field by field: the reference the fast path obeys."""
     if len(buf) < HEADER_LENGTH:
         raise DecodeError(Status.RINVCMDLEN, f"{len(buf)} octets, shorter than a header")
     length, command_id, status, sequence = decode_header(buf)
@@ -221,7 +251,10 @@ def _write_fields(out: bytearray, spec: Sequence[Field], values: Mapping[str, An
     for f in spec:
         if f.name in derived:
             measured = next(g for g in spec if g.length_field == f.name)
-            value: Any = len(values.get(measured.name, default_value(measured)))
+            measured_value = values.get(measured.name, default_value(measured))
+            if not isinstance(measured_value, bytes | bytearray | list):
+                _write_field(bytearray(), measured, measured_value)  # raises its EncodeError
+            value: Any = len(measured_value)
         else:
             value = values.get(f.name, default_value(f))
         _write_field(out, f, value)
@@ -279,6 +312,19 @@ def _cstring_bytes(name: str, value: Any, max_len: int) -> bytes:
 def _tlv_bytes(tlv: Tlv) -> bytes:
     spec = TLV_BY_TAG.get(tlv.tag)
     value = tlv.value
+    if spec is not None and type(value) is (str if spec.kind is Kind.CSTRING else int):
+        # The usual well-typed value of a known tag; anything odd takes the checked path below.
+        try:
+            if type(value) is str:
+                text = value.encode("latin-1")
+                if b"\x00" not in text and len(text) < 0xFFFF:
+                    return _TLV_HEADER.pack(tlv.tag, len(text) + 1) + text + b"\x00"
+            elif spec.kind in INT_SIZES:
+                size = INT_SIZES[spec.kind]
+                raw = value.to_bytes(size, "big")  # type: ignore[union-attr]
+                return _TLV_HEADER.pack(tlv.tag, size) + raw
+        except (UnicodeEncodeError, OverflowError):
+            pass
     where = f"TLV 0x{tlv.tag:04X}"
     if isinstance(value, bytes | bytearray):
         raw = bytes(value)
@@ -296,7 +342,29 @@ def _tlv_bytes(tlv: Tlv) -> bytes:
 
 
 def encode(pdu: Pdu) -> bytes:
-    """Encode a PDU; missing body fields are written as zero/empty. Raises `EncodeError`."""
+    """Encode a PDU; missing body fields are written as zero/empty. Raises `EncodeError`.
+
+    A compiled encoder (`compiled.py`) writes well-typed values; anything it declines is encoded
+    by walking the table, which gives the same octets or the precise error.
+    """
+    command = COMMANDS_BY_NAME.get(pdu.command, 0)
+    fast = ENCODERS.get(command)
+    if fast is not None:
+        fields = pdu.fields
+        try:
+            body = fast(fields) if fields or not command & RESPONSE_BIT or pdu.tlvs else b""
+            if pdu.tlvs:
+                body += b"".join(_tlv_bytes(tlv) for tlv in pdu.tlvs)
+            header = _HEADER.pack(HEADER_LENGTH + len(body), command, pdu.status, pdu.sequence)
+        except (Fallback, ValueError, TypeError, AttributeError, struct.error):
+            return encode_by_table(pdu)
+        if type(pdu.status) is not bool and type(pdu.sequence) is not bool:
+            return header + body
+    return encode_by_table(pdu)
+
+
+def encode_by_table(pdu: Pdu) -> bytes:
+    """`encode` by walking the field table, field by field: the reference the fast path obeys."""
     command = COMMANDS_BY_NAME.get(pdu.command)
     if command is None:
         raise EncodeError(f"unknown command {pdu.command!r}")
@@ -328,6 +396,15 @@ class Framer:
         out: list[Pdu | DecodeError] = []
         if self.broken:
             return out
+        if not self._buffer and len(data) >= HEADER_LENGTH:
+            # The common case of an edge that frames by itself: exactly one whole PDU.
+            length = int.from_bytes(data[:4], "big")
+            if length == len(data) and length <= self.max_length:
+                try:
+                    out.append(decode(bytes(data)))
+                except DecodeError as e:
+                    out.append(e)
+                return out
         self._buffer += data
         while len(self._buffer) >= 4:
             length = int.from_bytes(self._buffer[:4], "big")

@@ -32,8 +32,27 @@ def _codec(data_coding: int) -> str:
         raise CodingError(f"data_coding 0x{data_coding:02X} is not a text alphabet") from None
 
 
+def _same_in_ascii(codec: str) -> bytes:
+    """Octets that stand alone for the same character in `codec` as in ASCII."""
+    same = bytearray()
+    for octet in range(0x80):
+        try:
+            if bytes([octet]).decode(codec) == chr(octet):
+                same.append(octet)
+        except UnicodeDecodeError:
+            continue
+    return bytes(same)
+
+
+# Most texts are plain letters, digits and punctuation: the GSM codec (pure Python, one character
+# at a time) gives exactly what ASCII gives for them, so ASCII decodes them.
+_GSM_SAME_AS_ASCII = _same_in_ascii(GSM7_CODEC)
+
+
 def decode_text(data: bytes, data_coding: int) -> str:
     codec = _codec(data_coding)
+    if codec == GSM7_CODEC and not data.translate(None, _GSM_SAME_AS_ASCII):
+        return data.decode("ascii")
     try:
         return data.decode(codec)
     except UnicodeDecodeError as e:

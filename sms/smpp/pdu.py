@@ -333,7 +333,9 @@ class Pdu:
 
     def tlv(self, name: str) -> TlvValue | None:
         """The first TLV with this name's tag, or None."""
-        tag = TLV_BY_NAME[name].tag
+        tag = TLV_BY_NAME[name].tag  # an unknown name is a KeyError even without TLVs
+        if not self.tlvs:
+            return None
         return next((t.value for t in self.tlvs if t.tag == tag), None)
 
     def __getitem__(self, name: str) -> Any:
@@ -350,6 +352,29 @@ def default_value(f: Field) -> Any:
     return []
 
 
+@dataclass(frozen=True)
+class _Template:
+    """What make_pdu needs of one command's table, worked out once."""
+
+    names: frozenset[str]
+    defaults: dict[str, Any]  # every stored field, in table order, with its default
+    fresh: tuple[Field, ...]  # fields whose default is mutable: a new one per PDU
+
+
+def _template(body: tuple[Field, ...]) -> _Template:
+    stored = [f for f in body if f.name not in derived_names(body)]
+    return _Template(
+        names=frozenset(f.name for f in body),
+        defaults={f.name: default_value(f) for f in stored},
+        fresh=tuple(f for f in stored if f.kind is Kind.RECORDS),
+    )
+
+
+_TEMPLATES: Mapping[str, _Template] = MappingProxyType(
+    {c.name: _template(BODIES[c]) for c in CommandId}
+)
+
+
 def make_pdu(
     command: str,
     sequence: int = 0,
@@ -358,10 +383,14 @@ def make_pdu(
     **values: Any,
 ) -> Pdu:
     """A PDU with every body field present: the given values, zero/empty for the rest."""
-    body = BODIES[COMMANDS_BY_NAME[command]]
-    skip = derived_names(body)
-    unknown = set(values) - {f.name for f in body}
-    if unknown:
+    template = _TEMPLATES[COMMANDS_BY_NAME[command].name]
+    if not values.keys() <= template.names:
+        unknown = set(values) - template.names
         raise ValueError(f"{command} has no field(s) {sorted(unknown)}")
-    fields = {f.name: values.get(f.name, default_value(f)) for f in body if f.name not in skip}
+    fields = dict(template.defaults)  # keeps the table's order; values only replace
+    for f in template.fresh:
+        fields[f.name] = default_value(f)
+    for name, value in values.items():
+        if name in fields:  # a derived length is accepted and ignored, as the encoder does
+            fields[name] = value
     return Pdu(command, sequence, status, fields, list(tlvs or []))

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -60,8 +60,8 @@ class SmscApplication(Protocol):
         """ROK or the bind_*_resp status to refuse with. Never log the password."""
         ...
 
-    async def handle(self, conn: Connection, requests: list[Pdu]) -> list[Pdu]:
-        """One response per request, in the same order."""
+    async def handle(self, conn: Connection, requests: list[Pdu]) -> Sequence[Pdu | None]:
+        """One response per request, in the same order; None: leave that request unanswered."""
         ...
 
     def bound(self, conn: Connection) -> None: ...
@@ -250,6 +250,7 @@ class Connection:
             batch, self._batch = self._batch, []
             if not batch:
                 continue
+            responses: Sequence[Pdu | None]
             try:
                 responses = await self._app.handle(self, batch)
             except Exception:
@@ -257,6 +258,8 @@ class Connection:
                 responses = [Pdu(f"{p.command}_resp", p.sequence, Status.RSYSERR) for p in batch]
             out = bytearray()
             for response in responses:
+                if response is None:
+                    continue
                 try:
                     out += self.session.send(response)
                 except LocalProtocolError:

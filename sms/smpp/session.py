@@ -35,7 +35,9 @@ from sms.smpp.pdu import COMMANDS_BY_NAME, Pdu, Tlv, make_pdu
 from sms.smpp.state import (
     BIND_COMMANDS,
     BIND_TYPES,
+    ESME_MAY_SEND,
     ESME_OPERATIONS,
+    RESPONSE_TO,
     SMSC_MAY_REQUEST,
     BindState,
     after_esme,
@@ -176,6 +178,8 @@ class SmscSession:
         self.state = BindState.CLOSED
 
     def data_to_send(self) -> bytes:
+        if not self._outgoing:  # the usual case: operations are answered by the application
+            return b""
         out = bytes(self._outgoing)
         self._outgoing.clear()
         return out
@@ -193,6 +197,11 @@ class SmscSession:
         """Bytes for a PDU the application sends. A request with sequence 0 gets one assigned."""
         if self.state is BindState.CLOSED:
             raise LocalProtocolError("connection is closed")
+        asked = self._pending.get(pdu.sequence)
+        if asked is not None and RESPONSE_TO[asked] == pdu.command:  # the hot path
+            wire = encode(pdu)
+            del self._pending[pdu.sequence]
+            return wire
         if pdu.command not in COMMANDS_BY_NAME:
             raise LocalProtocolError(f"unknown command {pdu.command!r}")
         if pdu.is_response:
@@ -246,7 +255,10 @@ class SmscSession:
         return event
 
     def _on_pdu(self, pdu: Pdu) -> list[Event]:
-        status = refusal(self.state, pdu.command)
+        command = pdu.command
+        if command in ESME_OPERATIONS and command in ESME_MAY_SEND[self.state]:
+            return [self._on_operation(pdu)]  # the hot path: rules 4 and the window only
+        status = refusal(self.state, command)
         if status is not None:
             if pdu.is_response:
                 self._in_flight.pop(pdu.sequence, None)
@@ -266,14 +278,17 @@ class SmscSession:
             self._pending.clear()
             return [Unbound(by_peer=True)]
         if pdu.command in ESME_OPERATIONS:
-            if self.window_full and self.on_window_full == "throttle":
-                self._answer_error(pdu.command, pdu.sequence, Status.RTHROTTLED)
-                return [Refused(pdu, Status.RTHROTTLED)]
-            self._pending[pdu.sequence] = pdu.command
-            return [RequestReceived(pdu)]
+            return [self._on_operation(pdu)]
         # Rule tables let nothing else through in any state; answer rather than assume.
         self._answer_error(pdu.command, pdu.sequence, Status.RINVCMDID)
         return [Refused(pdu, Status.RINVCMDID)]
+
+    def _on_operation(self, pdu: Pdu) -> RequestReceived | Refused:
+        if len(self._pending) >= self.window and self.on_window_full == "throttle":
+            self._answer_error(pdu.command, pdu.sequence, Status.RTHROTTLED)
+            return Refused(pdu, Status.RTHROTTLED)
+        self._pending[pdu.sequence] = pdu.command
+        return RequestReceived(pdu)
 
     def _on_bind(self, pdu: Pdu) -> Bound | BindRejected:
         system_id = str(pdu.fields.get("system_id", ""))

@@ -66,6 +66,8 @@ ESME_OPERATIONS = frozenset(
     {"submit_sm", "submit_multi", "data_sm", "query_sm", "cancel_sm", "replace_sm"}
 )
 SMSC_OPERATIONS = frozenset({"deliver_sm", "data_sm", "alert_notification"})
+# The response that answers each ESME operation.
+RESPONSE_TO: Mapping[str, str] = MappingProxyType({c: f"{c}_resp" for c in ESME_OPERATIONS})
 SMSC_OPERATION_RESPONSES = frozenset({"deliver_sm_resp", "data_sm_resp"})
 
 _LINK = frozenset({"enquire_link", "enquire_link_resp", "generic_nack"})

@@ -14,7 +14,9 @@ together, so the submit_sm_resp that follows never names a message the store doe
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
+from json.encoder import encode_basestring
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -74,6 +76,12 @@ end
 return items
 """
 
+# KEYS: inflight. ARGV: the items delivered (one command for a whole batch of acknowledgements).
+_ACK_LUA = """
+for _, raw in ipairs(ARGV) do redis.call('LREM', KEYS[1], 1, raw) end
+return #ARGV
+"""
+
 # KEYS: inflight, queue. Everything in flight goes back to the head, in its order.
 _RECOVER_LUA = """
 local n = 0
@@ -98,6 +106,33 @@ def parts_key(account: str, source: str, dest: str, reference: int, total: int) 
     return f"smpp:sar:{account}:{source}:{dest}:{reference}:{total}"
 
 
+_quote = encode_basestring  # a str as a JSON string, exactly as json.dumps(ensure_ascii=False)
+
+
+def _number(value: float | None) -> str:
+    if type(value) is float and math.isfinite(value):
+        return float.__repr__(value)
+    if type(value) is int:
+        return int.__repr__(value)
+    return json.dumps(value)
+
+
+def inbox_json(sender: str, to: str, text: str, at: float, encoding: str, segments: int) -> str:
+    """The inbox's message JSON (see `sms.inbox`) as json.dumps(ensure_ascii=False) writes it."""
+    return (
+        f'{{"from": {_quote(sender)}, "to": {_quote(to)}, "text": {_quote(text)}, '
+        f'"at": {_number(at)}, "encoding": {_quote(encoding)}, "segments": {_number(segments)}}}'
+    )
+
+
+def event_json(message_id: str, sender: str, via: str, account: str) -> str:
+    """An sms.mt event's data as json.dumps(ensure_ascii=False, separators=(",", ":"))."""
+    return (
+        f'{{"message_id":{_quote(message_id)},"sender":{_quote(sender)},'
+        f'"via":{_quote(via)},"account":{_quote(account)}}}'
+    )
+
+
 @dataclass
 class MessageRecord:
     account: str
@@ -110,17 +145,14 @@ class MessageRecord:
     pending: str = ""  # the parts key while this is one part of an incomplete long message
 
     def to_json(self) -> str:
-        fields = {
-            "account": self.account,
-            "source": self.source,
-            "dest": self.dest,
-            "state": self.state,
-            "submitted": self.submitted,
-            "done": self.done,
-            "summary": self.summary,
-            "pending": self.pending,
-        }
-        return json.dumps(fields, ensure_ascii=False, separators=(",", ":"))
+        # Exactly what json.dumps(ensure_ascii=False, separators=(",", ":")) writes for these
+        # fields, without building a dict and an encoder for every message.
+        return (
+            f'{{"account":{_quote(self.account)},"source":{_quote(self.source)},'
+            f'"dest":{_quote(self.dest)},"state":{_number(self.state)},'
+            f'"submitted":{_number(self.submitted)},"done":{_number(self.done)},'
+            f'"summary":{_quote(self.summary)},"pending":{_quote(self.pending)}}}'
+        )
 
     @classmethod
     def from_json(cls, raw: str) -> MessageRecord:
@@ -157,6 +189,7 @@ class SmppStore:
         self._accept = redis.register_script(_ACCEPT_LUA)
         self._part = redis.register_script(_PART_LUA)
         self._take = redis.register_script(_TAKE_LUA)
+        self._ack = redis.register_script(_ACK_LUA)
         self._recover = redis.register_script(_RECOVER_LUA)
 
     # --- MT -------------------------------------------------------------------------------
@@ -241,10 +274,7 @@ class SmppStore:
     async def ack_all(self, account: str, items: list[str]) -> None:
         if not items:
             return
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for raw in items:
-                pipe.lrem(inflight_key(account), 1, raw)
-            await pipe.execute()
+        await self._ack(keys=[inflight_key(account)], args=items)
 
     async def requeue(self, account: str, raw: str, item: dict[str, Any]) -> None:
         """Back to the tail of the queue with its attempt count updated."""
