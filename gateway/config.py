@@ -130,6 +130,7 @@ class RedisConfig(_Strict):
     durability: Literal["default", "strict"] = "default"
     # A command unanswered this long fails (HTTP 503 store_unavailable) instead of hanging.
     socket_timeout_s: float = Field(default=2.0, gt=0, le=300)
+    max_connections: int = Field(default=256, ge=4, le=10000)
 
     @field_validator("url")
     @classmethod

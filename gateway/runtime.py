@@ -112,14 +112,22 @@ class Runtime:
         timeout = config.redis.socket_timeout_s
         # A store that stops answering fails the request after `timeout` (503), not after
         # retries: only a dropped connection is tried once more.
-        client = aioredis.Redis.from_url(
+        # A burst of concurrent work (requests, delayed receipts) waits for a free connection
+        # instead of failing once the pool is full; only a pool that stays full answers 503.
+        pool = aioredis.BlockingConnectionPool.from_url(
             url,
             decode_responses=True,
+            max_connections=config.redis.max_connections,
+            timeout=timeout,
             socket_timeout=timeout,
             socket_connect_timeout=timeout,
             retry=Retry(NoBackoff(), 1, supported_errors=(redis.exceptions.ConnectionError,)),
         )
-        blocking = aioredis.Redis.from_url(url, decode_responses=True)
+        client = aioredis.Redis.from_pool(pool)
+        # Long polls and the event stream each hold a connection while they wait.
+        blocking = aioredis.Redis.from_url(
+            url, decode_responses=True, max_connections=config.redis.max_connections * 4
+        )
         try:
             await client.ping()
             problems = fault_problems(config)

@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import redis.asyncio as aioredis
+import redis.exceptions
 
 from gateway.clock import Clock
 from gateway.config import Config, SmppAccount
@@ -495,7 +496,25 @@ class Smsc:
 
     async def _receipt_later(self, system_id: str, item: dict[str, Any], delay: float) -> None:
         await asyncio.sleep(delay)
-        await self.enqueue(system_id, item)
+        # The message was acknowledged with a receipt promised: a store hiccup delays the
+        # receipt, it does not lose it.
+        for attempt in range(5):
+            try:
+                await self.enqueue(system_id, item)
+                return
+            except redis.exceptions.RedisError:
+                log.warning(
+                    "delayed receipt %s: store unavailable (try %d)",
+                    item.get("id"),
+                    attempt + 1,
+                    exc_info=True,
+                )
+                await asyncio.sleep(0.5 * 2**attempt)
+        log.error(
+            "delayed receipt %s for %s dropped: the store stayed unavailable",
+            item.get("id"),
+            system_id,
+        )
 
     def _count_mt(self, encoding: str, segments: int) -> None:
         # Tallied per message, handed to the metrics once per batch (_flush_mt_counts).

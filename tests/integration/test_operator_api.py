@@ -182,3 +182,25 @@ async def test_inbox_long_poll_wakes_when_a_message_arrives(api: Api) -> None:
     await task
     assert status == 200 and len(body["messages"]) == 1
     assert body["messages"][0]["from"] == "0890"
+
+
+async def test_a_burst_beyond_the_connection_pool_waits_instead_of_failing(
+    redis_server: object, redis_client: object
+) -> None:
+    from ledger.embedded import EmbeddedRedis
+    from tests.integration.conftest import make_config, start_api
+
+    assert isinstance(redis_server, EmbeddedRedis)
+    config = make_config(redis_server.url, {("redis", "max_connections"): 4})
+    async for small in start_api(config):
+        results = await asyncio.gather(
+            *[
+                small.call(
+                    "POST", "/v1/sms", {"from": f"+7916000{i:04d}", "to": "0890", "text": "?"}
+                )
+                for i in range(60)
+            ]
+        )
+        assert [status for status, _ in results] == [202] * 60
+        for i in (0, 59):
+            assert len(await small.inbox(f"+7916000{i:04d}")) == 1
