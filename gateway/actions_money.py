@@ -111,6 +111,18 @@ def _due_date(due_at: Any) -> str | None:
     return datetime.fromtimestamp(float(due_at), UTC).strftime("%d.%m.%Y")
 
 
+def _transfer_args(ctx: ActionContext, args: Mapping[str, Any]) -> tuple[str, int] | Result:
+    """The recipient and amount of a transfer, or the refusal a quote and a transfer share."""
+    recipient, amount = _phone(args.get("recipient")), _amount(args.get("amount_kop"))
+    if recipient is None:
+        return _bad("recipient")
+    if amount is None:
+        return _bad("amount_kop")
+    if recipient == ctx.msisdn:
+        return Result(Outcome.NOT_ALLOWED, {"field": "recipient", "reason": "self_transfer"})
+    return recipient, amount
+
+
 class MoneyActions:
     def __init__(self, ledger: Ledger) -> None:
         self._ledger = ledger
@@ -177,13 +189,10 @@ class MoneyActions:
 
     async def transfer_quote(self, ctx: ActionContext, args: Mapping[str, Any]) -> Result:
         """What a transfer would cost, before the subscriber confirms it; nothing is written."""
-        recipient, amount = _phone(args.get("recipient")), _amount(args.get("amount_kop"))
-        if recipient is None:
-            return _bad("recipient")
-        if amount is None:
-            return _bad("amount_kop")
-        if recipient == ctx.msisdn:
-            return Result(Outcome.NOT_ALLOWED, {"field": "recipient", "reason": "self_transfer"})
+        parsed = _transfer_args(ctx, args)
+        if isinstance(parsed, Result):
+            return parsed
+        recipient, amount = parsed
         refusal = self._amount_refusal(amount)
         if refusal is not None:
             return refusal
@@ -201,13 +210,10 @@ class MoneyActions:
         return Result(Outcome.OK, {"fee_kop": fee, "total_kop": amount + fee})
 
     async def transfer(self, ctx: ActionContext, args: Mapping[str, Any]) -> Result:
-        recipient, amount = _phone(args.get("recipient")), _amount(args.get("amount_kop"))
-        if recipient is None:
-            return _bad("recipient")
-        if amount is None:
-            return _bad("amount_kop")
-        if recipient == ctx.msisdn:
-            return Result(Outcome.NOT_ALLOWED, {"field": "recipient", "reason": "self_transfer"})
+        parsed = _transfer_args(ctx, args)
+        if isinstance(parsed, Result):
+            return parsed
+        recipient, amount = parsed
         try:
             result = await self._money.transfer(ctx.msisdn, recipient, amount, ctx.now, ctx.actor)
         except LedgerValueError as e:

@@ -46,6 +46,3 @@ class Router:
     def by_code(self, code: str) -> RouteTarget | None:
         """The route configured with exactly this code (as a session remembers it)."""
         return self._exact.get(code) or next((r for r in self._prefixes if r.code == code), None)
-
-    def targets(self) -> list[RouteTarget]:
-        return [*self._exact.values(), *self._prefixes]

@@ -150,13 +150,6 @@ class SessionStore:
         self._end = redis.register_script(_END)
         self._sweep = redis.register_script(_SWEEP)
 
-    async def open(
-        self, msisdn: str, route: str, lang: str, state: dict[str, Any], now: float
-    ) -> tuple[UssdSession, str | None]:
-        """Open a session for `msisdn`, releasing any it already had (its id is returned)."""
-        session, replaced = await self.open_replacing(msisdn, route, lang, state, now)
-        return session, (replaced.sid if replaced is not None else None)
-
     async def open_replacing(
         self,
         msisdn: str,
@@ -241,10 +234,6 @@ class SessionStore:
             keys=[session_key(msisdn), sid_key(sid), DEADLINES_KEY], args=[sid, msisdn]
         )
         return _decode(gone) if gone else None
-
-    async def sweep(self, now: float, limit: int = 500) -> list[tuple[str, str]]:
-        """Release every session whose deadline has passed; returns (msisdn, sid) pairs."""
-        return [(s.msisdn, s.sid) for s in await self.sweep_sessions(now, limit)]
 
     async def sweep_sessions(self, now: float, limit: int = 500) -> list[UssdSession]:
         """Release every session whose deadline has passed; returns them as they were."""

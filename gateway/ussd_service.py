@@ -25,7 +25,6 @@ from gateway.routing import Router, RouteTarget
 from gateway.sessions import ClaimStatus, SessionStore, UssdSession, new_session_id
 from gateway.subscribers import SubscriberDirectory
 from gateway.texts import GATEWAY_TEXTS, pick
-from menus.loader import MenuSet
 from sms.encoding import ussd_measure
 
 log = logging.getLogger("ussdsim.ussd")
@@ -75,9 +74,6 @@ class UssdService:
         self._events = events
         self._metrics = metrics
         self.faults: FaultBook | None = None  # fault personas, when the runtime has them
-
-    def replace_menus(self, menus: MenuSet) -> None:
-        self._apps.replace_menus(menus)
 
     async def dial(self, raw_msisdn: str, code: str) -> UssdReply:
         msisdn = self._directory.normalize(raw_msisdn)

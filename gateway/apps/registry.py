@@ -71,9 +71,6 @@ class AppSet:
     def get(self, code: str) -> UssdApp | None:
         return self._apps.get(code)
 
-    def replace_menus(self, menus: MenuSet) -> None:
-        self._library.current = menus
-
     async def close(self) -> None:
         for app in self._apps.values():
             if isinstance(app, HttpApp):
