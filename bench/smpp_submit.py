@@ -1,6 +1,7 @@
 """SMPP benchmark: submit_sm -> submit_sm_resp per second with N outstanding.
 
     python -m bench.smpp_submit [--window 50] [--seconds 10] [--receipts] [--json out.json]
+                                [--binds 1] [--workers 1]
 
 One run measures two servers with the same load generator, each in its own process:
 - `ceiling`: a bare asyncio server that frames PDUs with readexactly and answers bind and
@@ -13,6 +14,9 @@ With --receipts every submit_sm asks for a delivery receipt (registered_delivery
 answers each deliver_sm and counts the receipts that arrive inside the measured span.
 Each row also gives the CPU each process spent per submit_sm (from /proc, Linux): where the time
 goes when the machine, not the server, is the limit.
+With --binds N the generator opens N binds, each keeping WINDOW outstanding; with --workers N
+ussdsim runs `serve --workers N` (the kernel spreads the binds over the workers, so give it at
+least as many binds as workers).
 """
 
 from __future__ import annotations
@@ -25,9 +29,18 @@ import struct
 import subprocess
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
-from bench.common import percentile, print_table, python, start_process, stop_process, wait_http
+from bench.common import (
+    percentile,
+    print_table,
+    process_tree,
+    python,
+    start_process,
+    stop_process,
+    wait_http,
+)
 from ledger.embedded import free_port
 from sms.smpp.codec import decode_header, encode
 from sms.smpp.constants import HEADER_LENGTH, CommandId
@@ -78,8 +91,33 @@ async def bare_server(port: int) -> None:
 
 
 async def load(
-    port: int, window: int, seconds: float, warmup: float, receipts: bool = False
+    port: int, window: int, seconds: float, warmup: float, receipts: bool = False, binds: int = 1
 ) -> dict[str, float]:
+    """`binds` connections, each keeping `window` outstanding; figures over all of them."""
+    runs = await asyncio.gather(
+        *(one_bind(port, window, seconds, warmup, receipts) for _ in range(binds))
+    )
+    latencies = sorted(t for run in runs for t in run.latencies)
+    return {
+        "submit_sm_per_s": round(sum(run.ok for run in runs) / seconds),
+        "receipts_per_s": round(sum(run.receipts for run in runs) / seconds),
+        "p50_ms": round(percentile(latencies, 0.5) * 1000, 2),
+        "p99_ms": round(percentile(latencies, 0.99) * 1000, 2),
+        "errors": sum(run.errors for run in runs),
+    }
+
+
+@dataclass
+class BindRun:
+    ok: int
+    errors: int
+    receipts: int
+    latencies: list[float]
+
+
+async def one_bind(
+    port: int, window: int, seconds: float, warmup: float, receipts: bool
+) -> BindRun:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     bind = make_pdu(
         "bind_transceiver", 1, system_id=SYSTEM_ID, password=PASSWORD, interface_version=0x34
@@ -163,14 +201,7 @@ async def load(
     receiver.cancel()
     writer.write(encode(make_pdu("unbind", sequence + 1)))
     writer.close()
-    latencies.sort()
-    return {
-        "submit_sm_per_s": round(ok / seconds),
-        "receipts_per_s": round(receipts_seen / seconds),
-        "p50_ms": round(percentile(latencies, 0.5) * 1000, 2),
-        "p99_ms": round(percentile(latencies, 0.99) * 1000, 2),
-        "errors": errors,
-    }
+    return BindRun(ok, errors, receipts_seen, latencies)
 
 
 def cpu_seconds(pid: int) -> float:
@@ -197,10 +228,21 @@ def redis_children(pid: int) -> list[int]:
 
 
 def run_load(
-    port: int, window: int, seconds: float, warmup: float, receipts: bool, watch: dict[str, int]
+    port: int,
+    window: int,
+    seconds: float,
+    warmup: float,
+    receipts: bool,
+    watch: dict[str, list[int]],
+    binds: int = 1,
 ) -> dict[str, float]:
-    """One load run; adds the CPU µs per submit_sm of the load generator and of `watch`."""
-    before = {name: cpu_seconds(pid) for name, pid in watch.items()}
+    """One load run; adds the CPU µs per submit_sm of the load generator and of each process
+    group in `watch`."""
+
+    def cpu(pids: list[int]) -> float:
+        return sum(cpu_seconds(pid) for pid in pids)
+
+    before = {name: cpu(pids) for name, pids in watch.items()}
     proc = subprocess.Popen(
         [
             python(),
@@ -215,6 +257,8 @@ def run_load(
             str(seconds),
             "--warmup",
             str(warmup),
+            "--binds",
+            str(binds),
             *(["--receipts"] if receipts else []),
         ],
         stdout=subprocess.PIPE,
@@ -227,8 +271,8 @@ def run_load(
     result: dict[str, float] = dict(json.loads(proc.stdout.read().strip().splitlines()[-1]))
     # warmup included: the processes work through it too
     submitted = max(1.0, result["submit_sm_per_s"] * (seconds + warmup))
-    for name, pid in watch.items():
-        result[f"{name}_us"] = round((cpu_seconds(pid) - before[name]) / submitted * 1e6, 1)
+    for name, pids in watch.items():
+        result[f"{name}_us"] = round((cpu(pids) - before[name]) / submitted * 1e6, 1)
     result["loadgen_us"] = round((usage.ru_utime + usage.ru_stime) / submitted * 1e6, 1)
     return result
 
@@ -245,7 +289,9 @@ def wait_port(port: int, timeout_s: float = 30.0) -> None:
     raise RuntimeError(f"nothing listens on {port}")
 
 
-def compare(window: int, seconds: float, warmup: float, receipts: bool) -> list[dict[str, object]]:
+def compare(
+    window: int, seconds: float, warmup: float, receipts: bool, workers: int = 1, binds: int = 1
+) -> list[dict[str, object]]:
     rows: list[dict[str, object]] = []
     bare_port = free_port()
     bare = start_process([python(), "-m", "bench.smpp_submit", "bare", "--port", str(bare_port)])
@@ -257,7 +303,8 @@ def compare(window: int, seconds: float, warmup: float, receipts: bool) -> list[
             f"smpp:\n  listen: '127.0.0.1:{smpp_port}'\n"
             f"  accounts: [{{system_id: {SYSTEM_ID}, password: {PASSWORD}, "
             f"window: {window * 2}}}]\n"
-            f"redis: {{url: embedded, data_dir: '{tmp}/var'}}\n",
+            f"redis: {{url: embedded, data_dir: '{tmp}/var'}}\n"
+            f"workers: {workers}\n",
             encoding="utf-8",
         )
         server = start_process(
@@ -268,18 +315,36 @@ def compare(window: int, seconds: float, warmup: float, receipts: bool) -> list[
             wait_port(bare_port)
             wait_http(f"http://127.0.0.1:{http_port}/healthz")
             wait_port(smpp_port)
-            watch = {"server": server.pid}
-            for pid in redis_children(server.pid)[:1]:
-                watch["redis"] = pid
-            runs = (("ceiling", bare_port, {"server": bare.pid}), ("ussdsim", smpp_port, watch))
+            # with workers, the supervisor starts Redis and the workers: the server is all of its
+            # processes but Redis
+            store = redis_children(server.pid)[:1]
+            watch = {"server": [p for p in process_tree(server.pid) if p not in store]}
+            if store:
+                watch["redis"] = store
+            runs = (("ceiling", bare_port, {"server": [bare.pid]}), ("ussdsim", smpp_port, watch))
             for name, port, watched in runs:
-                result = run_load(port, window, seconds, warmup, receipts, watched)
-                rows.append({"server": name, "window": window, **result})
+                result = run_load(port, window, seconds, warmup, receipts, watched, binds)
+                rows.append(
+                    {
+                        "server": name if name == "ceiling" else f"ussdsim, {workers} worker(s)",
+                        "binds": binds,
+                        "window": window,
+                        **result,
+                    }
+                )
         finally:
             stop_process(server)
             stop_process(bare)
     ceiling = float(rows[0]["submit_sm_per_s"]) or 1.0  # type: ignore[arg-type]
-    keys = ["server", "window", "submit_sm_per_s", "of_ceiling", "receipts_per_s", "p50_ms"]
+    keys = [
+        "server",
+        "binds",
+        "window",
+        "submit_sm_per_s",
+        "of_ceiling",
+        "receipts_per_s",
+        "p50_ms",
+    ]
     keys += ["p99_ms", "errors", "server_us", "redis_us", "loadgen_us"]
     for row in rows:
         row["of_ceiling"] = round(float(row["submit_sm_per_s"]) / ceiling, 2)  # type: ignore[arg-type]
@@ -300,15 +365,21 @@ def main() -> None:
         p.add_argument("--seconds", type=float, default=10.0)
         p.add_argument("--warmup", type=float, default=2.0)
         p.add_argument("--receipts", action="store_true", help="ask a receipt for every message")
+        p.add_argument("--binds", type=int, default=1, help="connections, each with --window")
+    parser.add_argument("--workers", type=int, default=1, help="ussdsim serve --workers")
     parser.add_argument("--json", help="also write the rows to this file")
     args = parser.parse_args()
     if args.mode == "bare":
         asyncio.run(bare_server(args.port))
     elif args.mode == "load":
-        result = asyncio.run(load(args.port, args.window, args.seconds, args.warmup, args.receipts))
+        result = asyncio.run(
+            load(args.port, args.window, args.seconds, args.warmup, args.receipts, args.binds)
+        )
         print(json.dumps(result))
     else:
-        rows = compare(args.window, args.seconds, args.warmup, args.receipts)
+        rows = compare(
+            args.window, args.seconds, args.warmup, args.receipts, args.workers, args.binds
+        )
         print_table(rows)
         if args.json:
             Path(args.json).write_text(json.dumps(rows, indent=2), encoding="utf-8")

@@ -40,10 +40,14 @@ HISTORY_LABELS: Final[dict[str, dict[str, str]]] = {
     "transfer_out": {"ru": "Перевод", "en": "Transfer"},
     "transfer_fee": {"ru": "Комиссия", "en": "Fee"},
     "transfer_in": {"ru": "Перевод от абонента", "en": "Transfer in"},
+    "transfer_refund": {"ru": "Возврат перевода", "en": "Transfer refund"},
     "promised_payment": {"ru": "Обещанный платёж", "en": "Promised payment"},
     "promised_payment_repaid": {"ru": "Возврат обещ. платежа", "en": "Promise repaid"},
     "group_topup_out": {"ru": "Пополнение номера", "en": "Member top-up"},
     "group_topup_in": {"ru": "От главного номера", "en": "From main number"},
+    "group_topup_refund": {"ru": "Возврат пополнения номера", "en": "Member top-up refund"},
+    # Changes bonus points, not the balance: a money history skips it, named all the same.
+    "points_gift_refund": {"ru": "Возврат подарка баллов", "en": "Points gift refund"},
     "charge": {"ru": "Списание", "en": "Charge"},
 }
 _CREDIT = {"ru": "Зачисление", "en": "Credit"}

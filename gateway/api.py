@@ -15,12 +15,14 @@ import redis.exceptions
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from gateway import models, offers_api
+from gateway import models, offers_api, transfers_api
 from gateway import web as phone_pages
+from gateway.abuse import CLIENT_ADDRESS, rate_limited
 from gateway.errors import ApiError, bad_request, not_found
 from gateway.faults import FaultBook, FaultError, Persona
 from gateway.runtime import Runtime
 from ledger.common import LedgerValueError
+from ledger.documents import CONTENT_TYPES as DOCUMENT_CONTENT_TYPES
 from ledger.models import Subscriber, iso_utc
 from ledger.money import effective_group
 from ledger.outcomes import Outcome
@@ -45,6 +47,8 @@ class Endpoint:
     responses: dict[int, str] = field(default_factory=lambda: {200: "OK"})
     query: tuple[tuple[str, str, str], ...] = ()  # (name, type, description)
     tag: str = "handset"
+    media: tuple[str, ...] = ("application/json",)  # what a successful answer is sent as
+    bounds: dict[str, tuple[float, float]] = field(default_factory=dict)  # query name: (lo, hi)
 
 
 def json_response(data: Any, status: int = 200) -> web.Response:
@@ -53,8 +57,17 @@ def json_response(data: Any, status: int = 200) -> web.Response:
     )
 
 
+async def read_raw(request: web.Request) -> bytes:
+    """The whole body, or 408 when the client trickles it slower than the read timeout."""
+    try:
+        async with asyncio.timeout(rt(request).config.http.read_timeout_s):
+            return await request.read()
+    except TimeoutError as e:
+        raise ApiError(408, "request_timeout", "the request body did not arrive in time") from e
+
+
 async def read_body(request: web.Request, model: type[M]) -> M:
-    raw = await request.read()
+    raw = await read_raw(request)
     try:
         data = json.loads(raw) if raw else None
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
@@ -223,8 +236,17 @@ async def payment(request: web.Request) -> web.Response:
 async def login(request: web.Request) -> web.Response:
     runtime, msisdn = await _existing(request)
     body = await read_body(request, models.LoginRequest)
-    result = await runtime.ledger.login(msisdn, body.password, await runtime.clock.now(), "admin")
+    now = await runtime.clock.now()
+    if runtime.abuse is not None:
+        # One client spraying many numbers is stopped even while each number is under its limit.
+        wait = await runtime.abuse.login_from(request.remote, now)
+        if wait is not None:
+            runtime.metrics.ledger_ops.labels("login", "rate_limited_address").inc()
+            return rate_limited(wait, "login attempts from this address")
+    result = await runtime.ledger.login(msisdn, body.password, now, "admin")
     runtime.metrics.ledger_ops.labels("login", result.outcome).inc()
+    if result.outcome is Outcome.RATE_LIMITED:
+        return rate_limited(int(result.values["retry_after_s"]), "login attempts for this number")
     if result.outcome is Outcome.OK:
         return json_response({"msisdn": msisdn, "kind": result.values.get("kind")})
     if result.outcome is Outcome.LOCKED:
@@ -251,6 +273,15 @@ async def accrue_points(request: web.Request) -> web.Response:
     now = await runtime.clock.now()
     answer = await offers_api.accrue_points(runtime.ledger, msisdn, body, now)
     return json_response(answer, status=201)
+
+
+async def transfer(request: web.Request) -> web.Response:
+    runtime = rt(request)
+    body = await read_body(request, transfers_api.TransferRequest)
+    now = await runtime.clock.now()
+    status, answer = await transfers_api.make_transfer(runtime.ledger, body, now)
+    runtime.metrics.ledger_ops.labels("transfer", "ok" if status < 300 else "refused").inc()
+    return json_response(answer, status=status)
 
 
 async def documents(request: web.Request) -> web.Response:
@@ -305,8 +336,8 @@ async def events(request: web.Request) -> web.StreamResponse:
     response = web.StreamResponse(
         headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
     )
+    last = await runtime.events.last_id() if after == "$" else after
     await response.prepare(request)
-    last = after
     while True:
         batch = await runtime.events.read(after=last, count=200, block_ms=None if once else 15000)
         for event in batch:
@@ -345,7 +376,7 @@ async def list_faults(request: web.Request) -> web.Response:
 async def put_fault(request: web.Request) -> web.Response:
     book = _faults(request)
     scope = request.match_info["scope"]
-    raw = await request.read()
+    raw = await read_raw(request)
     try:
         book.check_scope(scope)  # an unknown scope is 404 whatever the body says
         data = json.loads(raw) if raw else None
@@ -396,6 +427,7 @@ async def openapi(request: web.Request) -> web.Response:
 
 
 SUB = "/v1/subscribers/{msisdn}"
+DOCUMENT_TYPES = tuple(t.partition(";")[0] for t in DOCUMENT_CONTENT_TYPES.values())
 ENDPOINTS: list[Endpoint] = [
     Endpoint(
         "POST",
@@ -446,6 +478,7 @@ ENDPOINTS: list[Endpoint] = [
             ("after", "integer", "only messages with a larger id"),
             ("wait", "number", "seconds to wait for a message, at most 60"),
         ),
+        bounds={"after": (0, 2**62), "wait": (0, MAX_LONG_POLL_S)},
     ),
     Endpoint(
         "PUT",
@@ -486,6 +519,7 @@ ENDPOINTS: list[Endpoint] = [
         "The subscriber's journal, newest last",
         operator=True,
         query=(("limit", "integer", "the last N entries"),),
+        bounds={"limit": (1, 10000)},
         tag="operator",
     ),
     Endpoint(
@@ -495,7 +529,12 @@ ENDPOINTS: list[Endpoint] = [
         "Apply a payment (idempotent per payment_id)",
         operator=True,
         body=models.PaymentRequest,
-        responses={201: "Applied", 200: "Already applied", 404: "Unknown"},
+        responses={
+            201: "Applied",
+            200: "Already applied",
+            404: "Unknown",
+            409: "This payment_id was applied with another amount",
+        },
         tag="operator",
     ),
     Endpoint(
@@ -505,7 +544,12 @@ ENDPOINTS: list[Endpoint] = [
         "Log in to self-service with a password",
         operator=True,
         body=models.LoginRequest,
-        responses={200: "Logged in", 401: "Wrong password", 423: "Locked"},
+        responses={
+            200: "Logged in",
+            401: "Wrong password",
+            423: "Locked",
+            429: "Too many attempts for this number or from this address (see Retry-After)",
+        },
         tag="operator",
     ),
     Endpoint(
@@ -525,6 +569,22 @@ ENDPOINTS: list[Endpoint] = [
         operator=True,
         body=offers_api.PointsRequest,
         responses={201: "Accrued", 400: "Bad input", 404: "Unknown", 409: "Refused"},
+        tag="operator",
+    ),
+    Endpoint(
+        "POST",
+        "/v1/transfers",
+        transfer,
+        "Move money between two subscribers (idempotent per transfer_id; the sender pays the fee)",
+        operator=True,
+        body=transfers_api.TransferRequest,
+        responses={
+            201: "Transferred",
+            200: "Already transferred with this transfer_id: the first answer again",
+            400: "Bad input, an amount outside the bounds, or a transfer to oneself",
+            404: "Unknown sender or recipient",
+            409: "Refused (blocked, insufficient_funds, daily_limit) or transfer_id_reused",
+        },
         tag="operator",
     ),
     Endpoint(
@@ -549,6 +609,7 @@ ENDPOINTS: list[Endpoint] = [
             503: "This server cannot produce the format",
         },
         tag="operator",
+        media=DOCUMENT_TYPES,
     ),
     Endpoint("GET", "/v1/clock", clock, "Read the clock", operator=True, tag="operator"),
     Endpoint(
@@ -568,6 +629,7 @@ ENDPOINTS: list[Endpoint] = [
         "Server-Sent Events of sessions, SMS and the ledger",
         operator=True,
         tag="operator",
+        media=("text/event-stream",),
         query=(
             ("msisdn", "string", "only this number"),
             ("kind", "string", "comma-separated kind prefixes, e.g. ussd,sms"),
@@ -608,7 +670,7 @@ ENDPOINTS: list[Endpoint] = [
         tag="operator",
     ),
     Endpoint("GET", "/healthz", healthz, "Liveness, including the store", tag="infra"),
-    Endpoint("GET", "/metrics", metrics, "Prometheus metrics", tag="infra"),
+    Endpoint("GET", "/metrics", metrics, "Prometheus metrics", tag="infra", media=("text/plain",)),
     Endpoint("GET", "/v1/openapi.json", openapi, "This specification", tag="infra"),
 ]
 
@@ -627,6 +689,7 @@ def make_middleware(token: str) -> Any:
         resource = request.match_info.route.resource
         route = resource.canonical if resource is not None else "unmatched"
         status = 500
+        address = CLIENT_ADDRESS.set(request.remote)
         try:
             if (request.method, route) in protected:
                 given = request.headers.get("Authorization", "").encode()
@@ -640,14 +703,24 @@ def make_middleware(token: str) -> Any:
             return response
         except ApiError as e:
             status = e.status
-            return _error_response(e)
+            failed = _error_response(e)
+            if status == 408:
+                failed.force_close()  # the rest of the body may still be on its way
+            return failed
         except web.HTTPRequestEntityTooLarge:
             status = 413
-            return _error_response(ApiError(413, "body_too_large", "the request body is too large"))
+            failed = _error_response(
+                ApiError(413, "body_too_large", "the request body is too large")
+            )
+            failed.force_close()  # do not read the rest of an oversized body
+            return failed
         except web.HTTPException as e:
             status = e.status
             code = {404: "not_found", 405: "method_not_allowed"}.get(e.status, "http_error")
-            return _error_response(ApiError(e.status, code, e.reason))
+            failed = _error_response(ApiError(e.status, code, e.reason))
+            if "Allow" in e.headers:  # RFC 9110: a 405 names the methods that would work
+                failed.headers["Allow"] = e.headers["Allow"]
+            return failed
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
             status = 503
             log.warning("store unavailable during %s %s", request.method, route)
@@ -660,6 +733,7 @@ def make_middleware(token: str) -> Any:
             log.exception("unexpected error in %s %s", request.method, route)
             return _error_response(ApiError(500, "internal_error", "unexpected server error"))
         finally:
+            CLIENT_ADDRESS.reset(address)
             runtime = request.app[RUNTIME]
             runtime.metrics.http_requests.labels(route, str(status)).inc()
             runtime.metrics.http_latency.labels(route).observe(time.perf_counter() - started)

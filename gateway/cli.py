@@ -33,6 +33,14 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--redis", metavar="URL|embedded")
     s.add_argument("--data", metavar="DIR", help="where the embedded Redis keeps its files")
     s.add_argument("--clock", choices=["real", "virtual"])
+    s.add_argument(
+        "--durability",
+        choices=["default", "strict"],
+        help="strict: every acknowledged write is fsynced before the answer",
+    )
+    s.add_argument(
+        "--workers", type=int, metavar="N", help="server processes sharing the ports (1..64)"
+    )
 
     d = sub.add_parser("dial", help="an interactive USSD session against a running server")
     d.add_argument("msisdn")
@@ -132,6 +140,7 @@ def cmd_watch(url: str, msisdn: str | None, kinds: str | None, token: str | None
     )
     try:
         with urllib.request.urlopen(req, timeout=60) as resp:
+            print(f"watching {url} (Ctrl-C stops)", file=sys.stderr, flush=True)
             block: list[str] = []
             for raw in resp:
                 line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
@@ -180,9 +189,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
         ("redis", "url"): args.redis,
         ("redis", "data_dir"): args.data,
         ("clock", "mode"): args.clock,
+        ("redis", "durability"): args.durability,
+        ("workers",): args.workers,
     }
     try:
         config = load_config(path, overrides=overrides)
+        if config.workers > 1:
+            from gateway.workers import supervise
+
+            return supervise(config)
         asyncio.run(serve(config))
     except (ConfigError, StartupError) as e:
         print(f"ussdsim: {e}", file=sys.stderr)

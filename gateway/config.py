@@ -23,6 +23,7 @@ from pydantic import (
 
 from gateway.faults import Persona
 from ledger.money import MoneySettings
+from ledger.store_client import cluster_seed_url
 
 
 class _Strict(BaseModel):
@@ -39,6 +40,10 @@ def _split_hostport(value: str) -> tuple[str, int]:
 class HttpConfig(_Strict):
     listen: str = "127.0.0.1:8080"
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+    # a client must finish its request line and headers, and then its body, within this time;
+    # an idle keep-alive connection is closed after it too
+    read_timeout_s: float = Field(default=30, gt=0, le=3600)
+    max_connections_per_ip: int = Field(default=1024, ge=0)  # 0: no limit
 
     @field_validator("listen")
     @classmethod
@@ -100,7 +105,14 @@ class SmppConfig(_Strict):
     response_timeout_s: float = Field(default=10, gt=0)
     mo_max_attempts: int = Field(default=5, ge=1)
     mo_retry_base_s: float = Field(default=1, gt=0)
+    bind_timeout_s: float = Field(default=30, gt=0)  # a connection not bound by then is closed
+    max_connections_per_ip: int = Field(default=64, ge=0)  # 0: no limit
     upstream: SmppUpstream | None = None
+    # Failed binds (wrong password or system_id) tolerated per source address and per system_id
+    # within bind_fail_window_s; beyond that a bind is refused unchecked. 0: no limit.
+    bind_fail_address_limit: int = Field(default=5, ge=0)
+    bind_fail_system_id_limit: int = Field(default=20, ge=0)
+    bind_fail_window_s: int = Field(default=300, ge=1)
 
     @field_validator("listen")
     @classmethod
@@ -135,8 +147,13 @@ class RedisConfig(_Strict):
     @field_validator("url")
     @classmethod
     def _url(cls, v: str) -> str:
-        if v != "embedded" and not v.startswith(("redis://", "rediss://", "unix://")):
-            raise ValueError("expected 'embedded' or a redis://, rediss:// or unix:// URL")
+        schemes = ("redis://", "rediss://", "unix://", "redis+cluster://", "rediss+cluster://")
+        if v != "embedded" and not v.startswith(schemes):
+            raise ValueError(
+                "expected 'embedded' or a redis://, rediss://, unix:// or redis+cluster:// URL"
+            )
+        if v.startswith(schemes[3:]):
+            cluster_seed_url(v)  # host:port present, no database number
         return v
 
 
@@ -207,6 +224,14 @@ class PasswordsConfig(_Strict):
     max_failures: int = Field(default=3, ge=1)
     issue_limit_count: int = Field(default=5, ge=1)
     issue_limit_window_s: int = Field(default=3600, ge=1)
+    # Login attempts (right or wrong) per number, and per HTTP client address across numbers.
+    login_limit_count: int = Field(default=10, ge=1)
+    login_limit_window_s: int = Field(default=600, ge=1)
+    login_address_limit_count: int = Field(default=30, ge=0)  # 0: no per-address limit
+    login_address_limit_window_s: int = Field(default=600, ge=1)
+    # Password issues requested over HTTP (USSD or SMS) per client address, across numbers.
+    issue_address_limit_count: int = Field(default=20, ge=0)  # 0: no per-address limit
+    issue_address_limit_window_s: int = Field(default=3600, ge=1)
     scrypt_n: int = Field(default=2**14, ge=2**4)
     sender: str = "3339"
 
@@ -280,6 +305,8 @@ class MoneyConfig(_Strict):
     promise_days: int = Field(default=3, ge=1)
     promise_threshold_kop: int = Field(default=3000, ge=0)
     group_join_delay_s: int = Field(default=600, ge=0)
+    # Ledger-clock seconds a closed transfer answers a repeat of its transfer_id; then forgotten.
+    transfer_retention_s: int = Field(default=7 * 86400, ge=60)
 
     @model_validator(mode="after")
     def _bounds(self) -> MoneyConfig:
@@ -319,6 +346,8 @@ class Config(_Strict):
     # Fault personas active from the start, by scope: global, smpp:SYSTEM_ID, app:ROUTE_CODE.
     faults: dict[str, Persona] = Field(default_factory=dict)
     admin_token: str | None = None
+    # Server processes sharing the HTTP and SMPP ports (SO_REUSEPORT) and one Redis.
+    workers: int = Field(default=1, ge=1, le=64)
     region: str = "RU"
     base_dir: str = "."  # where relative paths in the file are resolved from; set by the loader
 
@@ -334,6 +363,7 @@ ENV_KEYS = {
     "USSDSIM_DATA": ("redis", "data_dir"),
     "USSDSIM_CLOCK": ("clock", "mode"),
     "USSDSIM_ADMIN_TOKEN": ("admin_token",),
+    "USSDSIM_WORKERS": ("workers",),
 }
 
 

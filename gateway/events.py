@@ -70,6 +70,12 @@ class EventLog:
                         pipe.xadd(EVENTS_KEY, fields, maxlen=self._maxlen, approximate=True)
                     await pipe.execute()
 
+    async def last_id(self) -> str:
+        """The id of the newest event, so a reader that starts "from now" misses nothing written
+        between two of its reads (XREAD with `$` only means "newer than at this call")."""
+        newest: Any = await self._reader.xrevrange(EVENTS_KEY, count=1)
+        return str(newest[0][0]) if newest else "0-0"
+
     async def read(
         self, after: str = "0", count: int = 100, block_ms: int | None = None
     ) -> list[dict[str, Any]]:

@@ -1,8 +1,18 @@
-"""Prometheus metrics of one server process (a registry per app, so tests can run several)."""
+"""Prometheus metrics of one server process (a registry per app, so tests can run several).
+
+Under `serve --workers N` every worker writes its values to PROMETHEUS_MULTIPROC_DIR (the
+library's multiprocess mode) and `render` adds up all the workers' files, so any worker's
+/metrics covers the whole server.
+"""
 
 from __future__ import annotations
 
+import os
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
@@ -43,7 +53,10 @@ class Metrics:
             registry=r,
         )
         self.ussd_open = Gauge(
-            "ussdsim_ussd_open_sessions", "USSD sessions open in the store", registry=r
+            "ussdsim_ussd_open_sessions",
+            "USSD sessions open in the store",
+            registry=r,
+            multiprocess_mode="mostrecent",  # every worker reads the same store figure
         )
         self.sms = Counter(
             "ussdsim_sms", "SMS by direction and encoding", ["direction", "encoding"], registry=r
@@ -65,4 +78,9 @@ class Metrics:
         )
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        shared = os.environ.get(MULTIPROC_ENV)
+        if not shared:
+            return generate_latest(self.registry)
+        everyone = CollectorRegistry()
+        MultiProcessCollector(everyone, path=shared)  # type: ignore[no-untyped-call]
+        return generate_latest(everyone)

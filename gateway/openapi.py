@@ -24,6 +24,25 @@ ERROR_SCHEMA = {
 }
 
 
+# Realistic values let clients (and fuzzers) reach past the format check to the real logic.
+PATH_EXAMPLES = {"msisdn": "79161234567", "scope": "global"}
+
+
+def _error_content() -> dict[str, Any]:
+    """A fresh object each time: a caller editing one response must not edit them all."""
+    return {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+
+
+def _success_schema(media: str) -> dict[str, Any]:
+    if media == "application/json":
+        return {"schema": {"type": "object"}}
+    return {"schema": {"type": "string"}}
+
+
+def _bounds(bounds: tuple[float, float] | None) -> dict[str, float]:
+    return {} if bounds is None else {"minimum": bounds[0], "maximum": bounds[1]}
+
+
 def _slug(path: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", path.lower()).strip("_")
 
@@ -47,11 +66,23 @@ def build_spec(endpoints: Sequence[Endpoint]) -> dict[str, Any]:
             "responses": {},
         }
         params = [
-            {"name": n, "in": "path", "required": True, "schema": {"type": "string"}}
+            {
+                "name": n,
+                "in": "path",
+                "required": True,
+                "schema": {"type": "string"},
+                **({"example": PATH_EXAMPLES[n]} if n in PATH_EXAMPLES else {}),
+            }
             for n in re.findall(r"\{(\w+)\}", e.path)
         ]
         params += [
-            {"name": n, "in": "query", "required": False, "schema": {"type": t}, "description": d}
+            {
+                "name": n,
+                "in": "query",
+                "required": False,
+                "schema": {"type": t, **_bounds(e.bounds.get(n))},
+                "description": d,
+            }
             for n, t, d in e.query
         ]
         if params:
@@ -64,22 +95,28 @@ def build_spec(endpoints: Sequence[Endpoint]) -> dict[str, Any]:
         for status, text in e.responses.items():
             resp: dict[str, Any] = {"description": text}
             if status >= 400:
-                resp["content"] = {
-                    "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}
-                }
+                resp["content"] = _error_content()
+            elif status != 204:
+                resp["content"] = {m: _success_schema(m) for m in e.media}
             op["responses"][str(status)] = resp
+        op["responses"].setdefault("400", {"description": "Bad input", "content": _error_content()})
         op["responses"].setdefault(
-            "400",
-            {
-                "description": "Bad input",
-                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
-            },
+            "503", {"description": "The store is not answering", "content": _error_content()}
         )
+        if e.body is not None:
+            op["responses"]["408"] = {
+                "description": "The body did not arrive within http.read_timeout_s",
+                "content": _error_content(),
+            }
+            op["responses"]["413"] = {
+                "description": "The body is larger than http.max_body_bytes",
+                "content": _error_content(),
+            }
         if e.operator:
             op["security"] = [{"bearer": []}]
             op["responses"]["401"] = {
                 "description": "Missing or wrong bearer token",
-                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+                "content": _error_content(),
             }
         paths.setdefault(e.path, {})[e.method.lower()] = op
     return {

@@ -10,11 +10,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import redis.asyncio as aioredis
-import redis.exceptions
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 
-from gateway.actions import Actions, PasswordSender
+from gateway.abuse import AbuseLimits, GuardedPasswordSender
+from gateway.actions import Actions
 from gateway.apps import AppSet
 from gateway.apps.smpp_app import SmppUssdBridge, smpp_app_factory
 from gateway.clock import Clock, RealClock, VirtualClock
@@ -30,8 +28,11 @@ from gateway.smsc import ForwardingInbox, Smsc
 from gateway.subscribers import SubscriberDirectory
 from gateway.ussd_service import UssdService
 from ledger.catalogue import CatalogueError
-from ledger.embedded import EmbeddedRedis
+from ledger.durability import durability_problems
+from ledger.embedded import EmbeddedRedis, EmbeddedRedisError
+from ledger.limits import RateLimiter
 from ledger.service import Ledger, LedgerSettings
+from ledger.store_client import open_store
 from menus.actions import ACTIONS
 from menus.loader import DEFAULT_PROFILE_DIR, MenuSet, load_menus
 from sms.inbox import Inbox
@@ -97,43 +98,53 @@ class Runtime:
     smsc: Smsc | None = None  # listening only when smpp.accounts has an account
     detail_notifier: DetailNotifier | None = None
     faults: FaultBook | None = None
+    abuse: AbuseLimits | None = None  # per-address and failed-bind limits
     blocking_redis: aioredis.Redis | None = None  # for reads that block (SSE)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @classmethod
-    async def start(cls, config: Config) -> Runtime:
+    async def start(cls, config: Config, *, worker: int | None = None) -> Runtime:
+        """`worker`: this process's number under `serve --workers N` (None: the only one)."""
         embedded = None
         url = config.redis.url
         if url == "embedded":
             fsync = "always" if config.redis.durability == "strict" else "everysec"
             embedded = EmbeddedRedis(resolve_path(config, config.redis.data_dir), fsync=fsync)
-            await asyncio.to_thread(embedded.start)
+            try:
+                # Spawned from this (long-lived) thread: it dies with it, see EmbeddedRedis.
+                embedded.spawn()
+                try:
+                    await asyncio.to_thread(embedded.wait_ready)
+                except BaseException:
+                    await asyncio.to_thread(embedded.stop)
+                    raise
+            except EmbeddedRedisError as e:
+                raise StartupError(f"embedded Redis: {e}") from e
             url = embedded.url
         timeout = config.redis.socket_timeout_s
         # A store that stops answering fails the request after `timeout` (503), not after
         # retries: only a dropped connection is tried once more.
         # A burst of concurrent work (requests, delayed receipts) waits for a free connection
         # instead of failing once the pool is full; only a pool that stays full answers 503.
-        pool = aioredis.BlockingConnectionPool.from_url(
+        # On a cluster (redis+cluster://) the limit is per master.
+        client = open_store(
             url,
-            decode_responses=True,
             max_connections=config.redis.max_connections,
             timeout=timeout,
-            socket_timeout=timeout,
-            socket_connect_timeout=timeout,
-            retry=Retry(NoBackoff(), 1, supported_errors=(redis.exceptions.ConnectionError,)),
+            blocking_pool=True,
+            retry_once=True,
         )
-        client = aioredis.Redis.from_pool(pool)
         # Long polls and the event stream each hold a connection while they wait.
-        blocking = aioredis.Redis.from_url(
-            url, decode_responses=True, max_connections=config.redis.max_connections * 4
-        )
+        blocking = open_store(url, max_connections=config.redis.max_connections * 4)
         try:
             await client.ping()
+            weaker = await durability_problems(client, config.redis.durability)
+            if weaker:
+                raise StartupError("redis.durability strict refused: " + "; ".join(weaker))
             problems = fault_problems(config)
             if problems:
                 raise StartupError("faults refused: " + "; ".join(problems))
-            runtime = await cls._wire(config, client, embedded, blocking)
+            runtime = await cls._wire(config, client, embedded, blocking, worker)
             runtime.faults = FaultBook(
                 client,
                 url,
@@ -162,6 +173,7 @@ class Runtime:
         client: aioredis.Redis,
         embedded: EmbeddedRedis | None,
         blocking: aioredis.Redis,
+        worker: int | None = None,
     ) -> Runtime:
         try:
             menus = load_menus(menu_paths(config))
@@ -182,6 +194,8 @@ class Runtime:
             default_tariff=config.subscribers.default_tariff,
             default_lang=config.subscribers.default_lang,
             scrypt_n=config.passwords.scrypt_n,
+            login_limit_count=config.passwords.login_limit_count,
+            login_limit_window_s=config.passwords.login_limit_window_s,
         )
         try:
             catalogue = offer_catalogue(config)
@@ -200,9 +214,11 @@ class Runtime:
         directory = SubscriberDirectory(
             ledger, auto_provision=config.subscribers.auto_provision, region=config.region
         )
-        passwords = PasswordSender(
+        abuse = AbuseLimits(RateLimiter(client), config)
+        passwords = GuardedPasswordSender(
             ledger, inbox, config.sms, config.passwords.sender, events, metrics
         )
+        passwords.abuse = abuse
         actions = Actions(ledger, passwords, metrics)
         problems = check_wiring(config, menus, actions)
         if problems:
@@ -212,8 +228,13 @@ class Runtime:
         smsc = None
         smpp_app = None
         if config.smpp.accounts:
-            store = SmppStore(client, max_inbox_messages=config.sms.inbox_max_messages)
+            store = SmppStore(
+                client,
+                max_inbox_messages=config.sms.inbox_max_messages,
+                owner="" if worker is None else f"w{worker}",
+            )
             smsc = Smsc(config, clock, directory, store, events, metrics)
+            smsc.abuse = abuse
             smpp_app = smpp_app_factory(SmppUssdBridge(smsc, config.region), config.ussd)
         apps = AppSet.build(
             config.routes, config.ussd, menus, actions, events, metrics, smpp_app=smpp_app
@@ -248,9 +269,12 @@ class Runtime:
                 await apps.close()
                 await inbox.close()
                 raise StartupError(f"SMPP cannot listen on {config.smpp.listen}: {e}") from e
+        runtime.abuse = abuse
         runtime.detail_notifier = DetailNotifier(
             ledger, inbox, config.offers.sender, events, metrics, config.sms.texts
         )
+        # Transfers a previous process left between their steps are finished before serving.
+        await runtime.recover_transfers(reindex=True)
         runtime._tasks.append(asyncio.create_task(runtime._sweeper()))
         return runtime
 
@@ -265,6 +289,25 @@ class Runtime:
                 await self.deliver_due_documents()
             except Exception:  # as above; orders not yet taken are tried next round
                 log.warning("call detail notices failed", exc_info=True)
+            await self.recover_transfers()
+
+    async def recover_transfers(self, reindex: bool = False) -> int:
+        """Finish the cross-slot transfers, gifts and group changes left between their steps.
+
+        Safe in every process at once: each step is idempotent. `reindex` (at start) first
+        rebuilds the index from every sender's queue (a full SCAN) and takes every open intent,
+        however young: a virtual clock may stand still across the restart.
+        """
+        money = self.ledger.money
+        try:
+            now = await self.clock.now()
+            if reindex:
+                await money.reindex_transfers()
+                return await money.recover_transfers(now, grace_s=0.0)
+            return await money.recover_transfers(now)
+        except Exception:  # the store may be briefly away; the next round retries
+            log.warning("transfer recovery failed", exc_info=True)
+            return 0
 
     async def deliver_due_documents(self) -> int:
         """Text the subscribers whose call detail became ready by now."""

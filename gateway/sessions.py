@@ -1,10 +1,17 @@
 """USSD sessions in Redis: one open session per number, deadlines, and a lease per step.
 
 A session is a hash at `ussd:{MSISDN}` (one per number, as on a real network; opening a new one
-releases the old). `ussd:sid:ID` maps a session id back to its number. `ussd:deadlines` orders
-numbers by their next deadline so a sweeper can release timed-out sessions. Every transition is one
-Lua script, so two processes can never both continue one session: the first to claim it holds a
-short lease; the second is told the session is busy.
+releases the old). Every transition is one Lua script on that hash alone, so two processes can
+never both continue one session: the first to claim it holds a short lease; the second is told the
+session is busy. One script touches one hash tag, so all of this runs on a Redis Cluster too.
+
+Two global indexes sit beside the hashes, in other slots, and are written outside the scripts; the
+hash stays the truth and both are only hints checked against it:
+- `ussd:sid:ID` maps a session id back to its number (set before the session opens, removed after
+  it ends, expiring on its own); a stale entry leads to a hash whose sid differs: "gone".
+- `ussd:deadlines` holds "MSISDN SID" members scored by the session's next deadline, so a sweeper
+  finds sessions to release. The sweeper re-checks each hash before it releases anything: an entry
+  that is early is moved to the real deadline, an entry whose session is gone is dropped.
 """
 
 from __future__ import annotations
@@ -27,6 +34,12 @@ def session_key(msisdn: str) -> str:
 
 def sid_key(sid: str) -> str:
     return f"ussd:sid:{sid}"
+
+
+def _deadline_member(msisdn: str, sid: str) -> str:
+    # One entry per session, not per number: a late follow-up of an ended session can never
+    # move the deadline of the number's next session.
+    return f"{msisdn} {sid}"
 
 
 def new_session_id() -> str:
@@ -57,19 +70,14 @@ class ClaimStatus(StrEnum):
     BUSY = "busy"
 
 
+# Every script below touches KEYS[1], the session hash, and nothing else.
 _OPEN = """
-local old = redis.call('HGET', KEYS[1], 'sid')
 local replaced = false
-if old then
-  replaced = redis.call('HGETALL', KEYS[1])
-  redis.call('DEL', ARGV[9] .. old)
-end
+if redis.call('EXISTS', KEYS[1]) == 1 then replaced = redis.call('HGETALL', KEYS[1]) end
 redis.call('DEL', KEYS[1])
 redis.call('HSET', KEYS[1], 'sid', ARGV[1], 'msisdn', ARGV[2], 'route', ARGV[3], 'lang', ARGV[4],
   'state', ARGV[5], 'created_at', ARGV[6], 'input_deadline', ARGV[7], 'expires_at', ARGV[8],
   'steps', '1')
-redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[10])
-redis.call('ZADD', KEYS[3], math.min(tonumber(ARGV[7]), tonumber(ARGV[8])), ARGV[2])
 return replaced
 """
 
@@ -79,8 +87,7 @@ if s[1] ~= ARGV[1] then return {'gone'} end
 local now = tonumber(ARGV[2])
 if now >= tonumber(s[2]) or now >= tonumber(s[3]) then
   local gone = redis.call('HGETALL', KEYS[1])
-  redis.call('DEL', KEYS[1], KEYS[2])
-  redis.call('ZREM', KEYS[3], ARGV[5])
+  redis.call('DEL', KEYS[1])
   return {'timed_out', gone}
 end
 if s[4] and tonumber(s[4]) > tonumber(ARGV[4]) then return {'busy'} end
@@ -88,39 +95,31 @@ redis.call('HSET', KEYS[1], 'lease', ARGV[3])
 return {'ok', redis.call('HGETALL', KEYS[1])}
 """
 
+# Answers the expiry time, so the caller can file the new deadline.
 _SAVE = """
-if redis.call('HGET', KEYS[1], 'sid') ~= ARGV[1] then return 0 end
+if redis.call('HGET', KEYS[1], 'sid') ~= ARGV[1] then return false end
 redis.call('HSET', KEYS[1], 'state', ARGV[2], 'input_deadline', ARGV[3], 'lang', ARGV[4])
 redis.call('HINCRBY', KEYS[1], 'steps', 1)
 redis.call('HDEL', KEYS[1], 'lease')
-local exp = tonumber(redis.call('HGET', KEYS[1], 'expires_at'))
-redis.call('ZADD', KEYS[3], math.min(tonumber(ARGV[3]), exp), ARGV[5])
-return 1
+return redis.call('HGET', KEYS[1], 'expires_at')
 """
 
 _END = """
 if redis.call('HGET', KEYS[1], 'sid') ~= ARGV[1] then return false end
 local gone = redis.call('HGETALL', KEYS[1])
-redis.call('DEL', KEYS[1], KEYS[2])
-redis.call('ZREM', KEYS[3], ARGV[2])
+redis.call('DEL', KEYS[1])
 return gone
 """
 
-_SWEEP = """
-local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
-local out = {}
-for _, msisdn in ipairs(due) do
-  local key = ARGV[2] .. '{' .. msisdn .. '}'
-  local s = redis.call('HMGET', key, 'sid', 'input_deadline', 'expires_at')
-  if not s[1] then
-    redis.call('ZREM', KEYS[1], msisdn)
-  elseif tonumber(ARGV[1]) >= math.min(tonumber(s[2]), tonumber(s[3])) then
-    table.insert(out, redis.call('HGETALL', key))
-    redis.call('DEL', key, ARGV[4] .. s[1])
-    redis.call('ZREM', KEYS[1], msisdn)
-  end
-end
-return out
+# The sweeper's check of one deadline entry: release the session if its deadline has passed.
+_EXPIRE = """
+local s = redis.call('HMGET', KEYS[1], 'sid', 'input_deadline', 'expires_at')
+if s[1] ~= ARGV[1] then return {'gone'} end
+local now = tonumber(ARGV[2])
+if now < tonumber(s[2]) and now < tonumber(s[3]) then return {'later', s[2], s[3]} end
+local fields = redis.call('HGETALL', KEYS[1])
+redis.call('DEL', KEYS[1])
+return {'expired', fields}
 """
 
 
@@ -148,7 +147,7 @@ class SessionStore:
         self._claim = redis.register_script(_CLAIM)
         self._save = redis.register_script(_SAVE)
         self._end = redis.register_script(_END)
-        self._sweep = redis.register_script(_SWEEP)
+        self._expire = redis.register_script(_EXPIRE)
 
     async def open_replacing(
         self,
@@ -174,8 +173,14 @@ class SessionStore:
             expires_at=now + self.lifetime_s,
             steps=1,
         )
+        # Both indexes are filed before the session exists, so a session is never left without
+        # them; if the open never happens, they point at nothing and are dropped later.
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.set(sid_key(sid), msisdn, ex=int(self.lifetime_s) + 60)
+            pipe.zadd(DEADLINES_KEY, {_deadline_member(msisdn, sid): session.deadline})
+            await pipe.execute()
         old = await self._open(
-            keys=[session_key(msisdn), sid_key(sid), DEADLINES_KEY],
+            keys=[session_key(msisdn)],
             args=[
                 sid,
                 msisdn,
@@ -185,11 +190,12 @@ class SessionStore:
                 repr(now),
                 repr(session.input_deadline),
                 repr(session.expires_at),
-                "ussd:sid:",
-                int(self.lifetime_s) + 60,
             ],
         )
-        return session, (_decode(old) if old else None)
+        replaced = _decode(old) if old else None
+        if replaced is not None and replaced.sid != sid:
+            await self._forget(replaced)
+        return session, replaced
 
     async def msisdn_of(self, sid: str) -> str | None:
         value = await self._redis.get(sid_key(sid))
@@ -202,45 +208,82 @@ class SessionStore:
         if msisdn is None:
             return ClaimStatus.GONE, None
         reply = await self._claim(
-            keys=[session_key(msisdn), sid_key(sid), DEADLINES_KEY],
-            args=[sid, repr(now), repr(real_now + LEASE_S), repr(real_now), msisdn],
+            keys=[session_key(msisdn)],
+            args=[sid, repr(now), repr(real_now + LEASE_S), repr(real_now)],
         )
         status = ClaimStatus(reply[0])
         # A timed-out session comes back as it was, so whoever served it can be told.
-        return status, (_decode(reply[1]) if len(reply) > 1 and reply[1] else None)
+        session = _decode(reply[1]) if len(reply) > 1 and reply[1] else None
+        if status is ClaimStatus.TIMED_OUT and session is not None:
+            await self._forget(session)
+        return status, session
 
     async def save(
         self, session: UssdSession, state: dict[str, Any], lang: str, now: float
     ) -> bool:
         """Store the state after a step and restart the input timer; False if it was released."""
-        saved = await self._save(
-            keys=[session_key(session.msisdn), sid_key(session.sid), DEADLINES_KEY],
-            args=[
-                session.sid,
-                json.dumps(state, ensure_ascii=False),
-                repr(now + self.input_timeout_s),
-                lang,
-                session.msisdn,
-            ],
+        input_deadline = now + self.input_timeout_s
+        expires_at = await self._save(
+            keys=[session_key(session.msisdn)],
+            args=[session.sid, json.dumps(state, ensure_ascii=False), repr(input_deadline), lang],
         )
-        return bool(saved)
+        if expires_at is None:
+            return False
+        deadline = min(input_deadline, float(expires_at))
+        member = _deadline_member(session.msisdn, session.sid)
+        await self._redis.zadd(DEADLINES_KEY, {member: deadline})
+        return True
 
     async def end(self, msisdn: str, sid: str) -> bool:
         return await self.release(msisdn, sid) is not None
 
     async def release(self, msisdn: str, sid: str) -> UssdSession | None:
         """End the session; returns it as it was, or None if it was no longer open."""
-        gone = await self._end(
-            keys=[session_key(msisdn), sid_key(sid), DEADLINES_KEY], args=[sid, msisdn]
-        )
-        return _decode(gone) if gone else None
+        gone = await self._end(keys=[session_key(msisdn)], args=[sid])
+        if not gone:
+            return None
+        session = _decode(gone)
+        await self._forget(session)
+        return session
+
+    async def _forget(self, session: UssdSession) -> None:
+        """Drop the index entries of a session that has ended (a follow-up: it may be lost, and
+        the sweeper then drops them when they come due)."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.delete(sid_key(session.sid))
+            pipe.zrem(DEADLINES_KEY, _deadline_member(session.msisdn, session.sid))
+            await pipe.execute()
 
     async def sweep_sessions(self, now: float, limit: int = 500) -> list[UssdSession]:
-        """Release every session whose deadline has passed; returns them as they were."""
-        released = await self._sweep(
-            keys=[DEADLINES_KEY], args=[repr(now), "ussd:", limit, "ussd:sid:"]
-        )
-        return [_decode(fields) for fields in released]
+        """Release every session whose deadline has passed; returns them as they were.
+
+        Each due entry is checked against its session's hash by one script on that hash: only
+        the script releases, so a session saved or replaced in the meantime is never released
+        early, and two sweepers never release one session twice."""
+        due = await self._redis.zrangebyscore(DEADLINES_KEY, "-inf", now, start=0, num=limit)
+        released: list[UssdSession] = []
+        for member in map(str, due):
+            msisdn, _, sid = member.partition(" ")
+            reply = await self._expire(keys=[session_key(msisdn)], args=[sid, repr(now)])
+            if reply[0] == "later":
+                # Filed early (a save whose follow-up was lost): file it under the real deadline.
+                deadline = min(float(reply[1]), float(reply[2]))
+                await self._redis.zadd(DEADLINES_KEY, {member: deadline}, xx=True)
+                continue
+            if reply[0] == "expired":
+                session = _decode(reply[1])
+                released.append(session)
+                await self._forget(session)
+            else:
+                await self._drop_index(member, sid)
+        return released
+
+    async def _drop_index(self, member: str, sid: str) -> None:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.zrem(DEADLINES_KEY, member)
+            if sid:
+                pipe.delete(sid_key(sid))
+            await pipe.execute()
 
     async def open_count(self) -> int:
         return int(await self._redis.zcard(DEADLINES_KEY))

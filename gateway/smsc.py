@@ -23,7 +23,7 @@ import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import redis.asyncio as aioredis
 import redis.exceptions
@@ -58,6 +58,9 @@ from sms.smpp.store import (
 from sms.smpp.throttle import TokenBucket
 from sms.smpp.udh import UdhError, concat_info, split_udh
 
+if TYPE_CHECKING:
+    from gateway.abuse import AbuseLimits
+
 log = logging.getLogger("ussdsim.smpp")
 
 KNOWN_SUBSCRIBERS_MAX = 100_000
@@ -84,6 +87,16 @@ def account_from_config(a: SmppAccount) -> Account:
         dlr=a.dlr,
         ussd_end=a.ussd_end,
     )
+
+
+class SmscCompanion(Protocol):
+    """Something that lives as long as the SMSC and follows where the receivers are bound."""
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    def receivers_changed(self, system_id: str) -> None: ...
 
 
 class Refusal(Exception):
@@ -152,6 +165,19 @@ class _Prepared:
     source_addr: str
 
 
+class _Budget:
+    """Messages a batch may still send (a share of a bucket kept elsewhere)."""
+
+    def __init__(self, left: int) -> None:
+        self.left = left
+
+    def allow(self, now: float) -> bool:
+        if self.left <= 0:
+            return False
+        self.left -= 1
+        return True
+
+
 class Smsc:
     def __init__(
         self,
@@ -171,6 +197,9 @@ class Smsc:
             enquire_interval_s=smpp.enquire_interval_s,
             max_pdu_length=smpp.max_pdu_length,
             response_timeout_s=smpp.response_timeout_s,
+            reuse_port=config.workers > 1,
+            bind_timeout_s=smpp.bind_timeout_s,
+            max_connections_per_ip=smpp.max_connections_per_ip,
         )
         self.accounts = AccountBook(account_from_config(a) for a in smpp.accounts)
         self.server = SmscServer(self.settings, self)
@@ -194,7 +223,14 @@ class Smsc:
         self._deliverers: dict[str, asyncio.Task[None]] = {}
         self._kicks: dict[str, asyncio.Event] = {}
         self._retries: set[asyncio.Task[None]] = set()
+        # Under `serve --workers N`: MO and receipts may be taken by a sibling process.
+        self._shared = config.workers > 1
+        self.companions: list[SmscCompanion] = []
+        self._waking: set[str] = set()
+        self._rewake: set[str] = set()
+        self._listener: asyncio.Task[None] | None = None
         self.faults: FaultBook | None = None  # fault personas, when the runtime has them
+        self.abuse: AbuseLimits | None = None  # failed-bind limits, when the runtime has them
         self._bind_messages: weakref.WeakKeyDictionary[Connection, int] = (
             weakref.WeakKeyDictionary()
         )
@@ -202,21 +238,50 @@ class Smsc:
     # --- lifecycle ------------------------------------------------------------------------
     async def start(self) -> tuple[str, int]:
         for system_id in (a.system_id for a in self._config.smpp.accounts):
-            moved = await self.store.recover(system_id)
+            # One of several workers takes back only its own in-flight items (its previous
+            # life's): its siblings may be delivering theirs right now.
+            if self._shared:
+                moved = await self.store.recover(system_id)
+            else:
+                moved = await self.store.recover_all(system_id)
             if moved:
                 log.info(
                     "smpp %s: %d unacknowledged deliver_sm put back in the queue", system_id, moved
                 )
-        return await self.server.start()
+        address = await self.server.start()
+        if self._shared:
+            self._listener = asyncio.create_task(self._listen_for_wakes(), name="smpp-wakes")
+        for companion in self.companions:
+            await companion.start()
+        return address
 
     async def close(self) -> None:
         await self.server.close()
+        for companion in self.companions:
+            await companion.close()
         tasks = [*self._deliverers.values(), *self._retries]
+        if self._listener is not None:
+            tasks.append(self._listener)
         for task in tasks:
             task.cancel()
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        if self._shared:
+            await self._hand_back()
+
+    async def _hand_back(self) -> None:
+        """What this worker took and did not see acknowledged goes back to the queue for a
+        sibling that is still serving (at least once: an item sent just now may come twice)."""
+        for system_id in (a.system_id for a in self._config.smpp.accounts):
+            with contextlib.suppress(redis.exceptions.RedisError):
+                if await self.store.recover(system_id):
+                    await self.store.wake(system_id)
+
+    @property
+    def shared(self) -> bool:
+        """Whether sibling worker processes serve the same accounts."""
+        return self._shared
 
     def new_message_id(self) -> str:
         return f"{self._prefix}{next(self._ids):08x}"
@@ -227,6 +292,21 @@ class Smsc:
             system_id, password, bind_type, binds=len(self.server.bound(system_id))
         )
 
+    async def admit_bind(self, conn: Connection, system_id: str) -> int:
+        if self.abuse is None:
+            return Status.ROK
+        try:
+            now = await self._clock.now()
+        except redis.exceptions.RedisError:
+            return Status.ROK  # the limits are a brake; the password check still runs
+        return await self.abuse.admit_bind(conn.host, system_id, now)
+
+    async def bind_failed(self, conn: Connection, system_id: str, status: int) -> None:
+        if self.abuse is None:
+            return
+        with contextlib.suppress(redis.exceptions.RedisError):
+            await self.abuse.bind_failed(conn.host, system_id, await self._clock.now())
+
     def bound(self, conn: Connection) -> None:
         account = self.accounts.get(conn.system_id or "")
         if account is None:
@@ -235,9 +315,14 @@ class Smsc:
         conn.session.on_window_full = "wait" if account.on_window_full == "wait" else "throttle"
         if conn.can_receive:
             self._start_deliverer(account.system_id)
+            for companion in self.companions:
+                companion.receivers_changed(account.system_id)
 
     def unbound(self, conn: Connection) -> None:
-        pass  # a deliverer notices on its own when its account has no receiver left
+        # a deliverer notices on its own when its account has no receiver left
+        if conn.system_id is not None and conn.bind_type in ("receiver", "transceiver"):
+            for companion in self.companions:
+                companion.receivers_changed(conn.system_id)
 
     def count(self, direction: str, command: str, status: int, n: int) -> None:
         key = (direction, command, status)
@@ -300,7 +385,9 @@ class Smsc:
         mono = time.monotonic()
         responses: list[Pdu | None] = [None] * len(requests)
         ready: list[_Prepared] = []
-        bucket = self._buckets.get(account.system_id)
+        bucket: TokenBucket | _Budget | None = self._buckets.get(account.system_id)
+        if bucket is not None and self._shared:
+            bucket = await self._shared_budget(account, requests)
         for i, pdu in enumerate(requests):
             command = pdu.command
             try:
@@ -336,6 +423,16 @@ class Smsc:
             r if r is not None else Pdu(f"{p.command}_resp", p.sequence, Status.RSYSERR)
             for r, p in zip(responses, requests, strict=True)
         ]
+
+    async def _shared_budget(self, account: Account, requests: list[Pdu]) -> _Budget:
+        """How many of this batch's messages the account's max_tps lets through, counted over
+        all workers (one bucket in Redis) rather than per process."""
+        wanted = sum(p.command in ("submit_sm", "data_sm") for p in requests)
+        if not wanted:
+            return _Budget(0)
+        rate = account.max_tps
+        granted = await self.store.take_tokens(account.system_id, wanted, rate, rate, time.time())
+        return _Budget(granted)
 
     # --- MT -------------------------------------------------------------------------------
     async def _recipient(self, pdu: Pdu, now: float) -> str:
@@ -687,11 +784,50 @@ class Smsc:
         self._kick(system_id)
 
     def _kick(self, system_id: str) -> None:
+        self._kick_here(system_id)
+        if self._shared and not self._receivers(system_id):
+            self._wake_siblings(system_id)
+
+    def _kick_here(self, system_id: str) -> None:
         kick = self._kicks.get(system_id)
         if kick is not None:
             kick.set()
         if self.server.bound(system_id):
             self._start_deliverer(system_id)
+
+    def _wake_siblings(self, system_id: str) -> None:
+        """The account's receiver may be bound to another worker: tell it through Redis (one
+        message in flight per account, sent again if more was queued meanwhile; its deliverer's
+        poll is the fallback)."""
+        if system_id in self._waking:
+            self._rewake.add(system_id)
+            return
+        self._waking.add(system_id)
+
+        async def publish() -> None:
+            try:
+                while True:
+                    self._rewake.discard(system_id)
+                    await self.store.wake(system_id)
+                    if system_id not in self._rewake:
+                        break
+            except redis.exceptions.RedisError:
+                pass  # the sibling's deliverer polls the queue anyway
+            finally:
+                self._waking.discard(system_id)
+
+        task = asyncio.create_task(publish())
+        self._retries.add(task)
+        task.add_done_callback(self._retries.discard)
+
+    async def _listen_for_wakes(self) -> None:
+        while True:
+            try:
+                async for system_id in self.store.wakes():
+                    if self._receivers(system_id):
+                        self._kick_here(system_id)
+            except redis.exceptions.RedisError:
+                await asyncio.sleep(IDLE_POLL_S)
 
     def _start_deliverer(self, system_id: str) -> None:
         task = self._deliverers.get(system_id)

@@ -15,7 +15,7 @@ import re
 import uuid
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Final
@@ -180,10 +180,15 @@ class DetailOps:
         del stored["notified_at"]
         keys_ = [keys.subscriber(msisdn), orders_key(msisdn), keys.journal(msisdn)]
         args = [base_entry(msisdn, now, actor), order.order_id, compact_json(stored)]
+        # The due queue is global (another cluster slot than the order), so it cannot be written
+        # by the order's script. It is filed first: no order can exist without its entry, and an
+        # entry whose order was refused or never written is skipped when it comes due.
+        member = f"{msisdn} {order.order_id}"
+        await self._redis.zadd(DUE_QUEUE, {member: order.ready_at})
         outcome, values = await run_script(self._order, keys_, args)
         if outcome != Outcome.OK:
+            await self._redis.zrem(DUE_QUEUE, member)
             return Result(Outcome(outcome), values)
-        await self._redis.zadd(DUE_QUEUE, {f"{msisdn} {order.order_id}": order.ready_at})
         return Result(Outcome.OK, {"order_id": order.order_id, "ready_at": order.ready_at})
 
     async def get_order(self, msisdn: str, order_id: str) -> DetailOrder | None:
@@ -215,10 +220,11 @@ class DetailOps:
         taken: list[DetailOrder] = []
         for member in members if isinstance(members, list) else []:
             msisdn, _, order_id = str(member).partition(" ")
-            await self._redis.hset(notified_key(msisdn), order_id, repr(float(now)))
             order = await self.get_order(msisdn, order_id)
-            if order is not None:
-                taken.append(order)
+            if order is None:
+                continue
+            await self._redis.hset(notified_key(msisdn), order_id, repr(float(now)))
+            taken.append(replace(order, notified_at=float(now)))
         return taken
 
 

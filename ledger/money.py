@@ -1,11 +1,14 @@
 """Money operations beyond top-ups: transfers, charges, promised payments, number management
 groups and blocking.
 
-Same rules as `ledger.service`: every mutation is one Lua script that validates, applies and
-journals atomically; Python validates arguments before any write (raising LedgerValueError) and
-shapes the answers. Shape errors of an argument (not an integer, not a number) raise; refusals by
-policy (an amount outside the transfer bounds, a transfer to oneself) are `invalid` outcomes the
-menus can explain to the subscriber.
+Same rules as `ledger.service`: every mutation of one subscriber is one Lua script that
+validates, applies and journals atomically; Python validates arguments before any write (raising
+LedgerValueError) and shapes the answers. A change of two subscribers (a transfer, a group
+top-up, a group membership) lives in two cluster slots: it is the idempotent steps of
+`ledger.transfers`, after a read of both sides that answers the usual refusals. Shape errors of
+an argument (not an integer, not a number) raise; refusals by policy (an amount outside the
+transfer bounds, a transfer to oneself) are `invalid` outcomes the menus can explain to the
+subscriber.
 """
 
 from __future__ import annotations
@@ -31,10 +34,21 @@ from ledger.common import (
 )
 from ledger.models import iso_utc
 from ledger.outcomes import Outcome, Result
+from ledger.transfers import (
+    DEFAULT_RETENTION_S,
+    RECOVERY_GRACE_S,
+    CrossSlot,
+    Intent,
+    StepHook,
+    check_transfer_id,
+    new_transfer_id,
+)
 
 DAY_S: Final = 86400
 _BASIS_POINTS: Final = 10_000
 _MAX_DELAY_S: Final = 10**8
+# Far above the recovery grace: an intent closes long before its state may be forgotten.
+MIN_RETENTION_S: Final = 60
 
 
 @dataclass(frozen=True)
@@ -50,6 +64,8 @@ class MoneySettings:
     # A promised payment is offered only while the balance is below this.
     promise_threshold_kop: int = 3000
     group_join_delay_s: int = 600
+    # How long (ledger clock) a closed transfer answers a repeat of its id; then it is forgotten.
+    transfer_retention_s: int = DEFAULT_RETENTION_S
 
     def __post_init__(self) -> None:
         bounded = {
@@ -62,6 +78,7 @@ class MoneySettings:
             "promise_days": (self.promise_days, 1),
             "promise_threshold_kop": (self.promise_threshold_kop, 0),
             "group_join_delay_s": (self.group_join_delay_s, 0),
+            "transfer_retention_s": (self.transfer_retention_s, MIN_RETENTION_S),
         }
         for name, (value, minimum) in bounded.items():
             if not isinstance(value, int) or isinstance(value, bool):
@@ -184,20 +201,111 @@ def _to_result(answer: Answer) -> Result:
     return Result(Outcome(answer.outcome), answer.values)
 
 
+def _move_result(intent: Intent, duplicate: bool = False) -> Result:
+    """What a closed move answers: its values when credited, the recipient's refusal when
+    refunded. The same intent always answers the same values."""
+    outcome, values = intent.verdict
+    if intent.state != "done":
+        return Result(Outcome(outcome), values)
+    sender_after, recipient_after = intent.number("sender_after"), intent.number("recipient_after")
+    if intent.kind == "group_topup":
+        return Result(
+            Outcome.OK, {"balance_kop": sender_after, "member_balance_kop": recipient_after}
+        )
+    if intent.kind == "points_gift":
+        return Result(Outcome.OK, {"points": intent.amount, "bonus_points": sender_after})
+    return Result(
+        Outcome.OK,
+        {
+            "fee_kop": intent.fee,
+            "balance_kop": sender_after,
+            "recipient_balance_kop": recipient_after,
+            "transfer_id": intent.transfer_id,
+            "duplicate": duplicate,
+        },
+    )
+
+
+def _group_field(fields: dict[str, str | None]) -> dict[str, Any] | None:
+    raw = fields.get("group")
+    group = json.loads(raw) if raw else None
+    return group if isinstance(group, dict) and group else None
+
+
+def _has_service(fields: dict[str, str | None], service: str) -> bool:
+    services = json.loads(fields.get("services") or "[]")
+    return isinstance(services, list) and service in services
+
+
+def _group_add_refusal(m: dict[str, str | None], x: dict[str, str | None]) -> Result | None:
+    """group_add's refusals from a read of both sides, in the order the menus know."""
+    if m["msisdn"] is None:
+        return Result(Outcome.UNKNOWN_SUBSCRIBER, {"party": "main"})
+    if x["msisdn"] is None:
+        return Result(Outcome.UNKNOWN_SUBSCRIBER, {"party": "member"})
+    if m["status"] != "active":
+        return Result(Outcome.BLOCKED, {"party": "main"})
+    if x["status"] != "active":
+        return Result(Outcome.BLOCKED, {"party": "member"})
+    if not _has_service(m, "number_management"):
+        return Result(Outcome.NOT_ENABLED)
+    if not _has_service(x, "number_management"):
+        return Result(Outcome.MEMBER_NOT_ENABLED)
+    main_group, member_group = _group_field(m), _group_field(x)
+    if main_group is not None and main_group.get("role") != "main":
+        return Result(Outcome.MAIN_IN_GROUP, {"main": main_group.get("main")})
+    if member_group is not None:
+        return Result(Outcome.MEMBER_IN_GROUP, {"main": member_group.get("main")})
+    return None
+
+
+def _group_topup_refusal(
+    m: dict[str, str | None],
+    x: dict[str, str | None],
+    active_at: str | None,
+    main: str,
+    amount: int,
+    now: float,
+) -> Result | None:
+    """group_topup's refusals from a read of both sides, in the order the menus know."""
+    if m["msisdn"] is None:
+        return Result(Outcome.UNKNOWN_SUBSCRIBER, {"party": "main"})
+    if x["msisdn"] is None:
+        return Result(Outcome.UNKNOWN_SUBSCRIBER, {"party": "member"})
+    if m["status"] != "active":
+        return Result(Outcome.BLOCKED)
+    pointer = _group_field(x)
+    if active_at is None or pointer is None or pointer.get("main") != main:
+        return Result(Outcome.NOT_MEMBER)
+    if now < float(active_at):
+        return Result(Outcome.PENDING, {"active_at": float(active_at)})
+    if x["status"] != "active":
+        return Result(Outcome.RECIPIENT_BLOCKED)
+    balance = int(m["balance_kop"] or 0)
+    if balance < amount:
+        return Result(Outcome.INSUFFICIENT_FUNDS, {"balance_kop": balance, "needed_kop": amount})
+    if int(x["balance_kop"] or 0) + amount > MAX_AMOUNT:
+        return Result(Outcome.INVALID, {"field": "amount_kop", "reason": "balance_overflow"})
+    return None
+
+
 class MoneyOps:
     def __init__(
-        self, redis: aioredis.Redis, settings: MoneySettings = DEFAULT_MONEY_SETTINGS
+        self,
+        redis: aioredis.Redis,
+        settings: MoneySettings = DEFAULT_MONEY_SETTINGS,
+        *,
+        between_steps: StepHook | None = None,
     ) -> None:
         self._redis = redis
         self._settings = settings
-        self._transfer = self._script("money_transfer.lua")
+        self._moves = CrossSlot(
+            redis, between_steps=between_steps, retention_s=settings.transfer_retention_s
+        )
         self._charge = self._script("money_charge.lua")
         self._payment = self._script("money_payment.lua")
         self._promise = self._script("promised_take.lua")
         self._block = self._script("block_status.lua")
-        self._group_add = self._script("group_add.lua")
-        self._group_remove = self._script("group_remove.lua")
-        self._group_topup = self._script("group_topup.lua")
 
     @property
     def settings(self) -> MoneySettings:
@@ -223,11 +331,27 @@ class MoneyOps:
     # -- transfer and charge -------------------------------------------------------------------
 
     async def transfer(
-        self, sender: str, recipient: str, amount_kop: int, now: float, actor: str
+        self,
+        sender: str,
+        recipient: str,
+        amount_kop: int,
+        now: float,
+        actor: str,
+        transfer_id: str | None = None,
     ) -> Result:
-        """Move `amount_kop` to another subscriber; the sender also pays the fee."""
+        """Move `amount_kop` to another subscriber; the sender also pays the fee.
+
+        With a caller-chosen `transfer_id` the call is idempotent: the same id with the same
+        arguments answers the first result again (`duplicate` true), the same id with other
+        arguments is a `conflict` (reason `transfer_id_reused`). That holds for
+        `transfer_retention_s` of the ledger clock after the transfer closed; then the id is
+        forgotten and names a new transfer. See `ledger.transfers` for the steps across cluster
+        slots.
+        """
         now = self._check((sender, recipient), now, actor)
         amount = check_amount("amount_kop", amount_kop, 1)
+        if transfer_id is not None:
+            check_transfer_id(transfer_id)
         settings = self._settings
         if sender == recipient:
             return Result(Outcome.INVALID, {"field": "recipient", "reason": "self_transfer"})
@@ -242,23 +366,110 @@ class MoneyOps:
                     "max_kop": settings.transfer_max_kop,
                 },
             )
-        keys_ = [
-            keys.subscriber(sender),
-            keys.journal(sender),
-            daily_transfers_key(sender),
-            keys.subscriber(recipient),
-            keys.journal(recipient),
-        ]
-        args = [
-            _base_entry(sender, now, actor),
-            _base_entry(recipient, now, actor),
-            str(amount),
-            str(transfer_fee(amount, settings)),
-            str(utc_day(now)),
-            str(settings.transfer_daily_limit_kop),
-            str(MAX_AMOUNT),
-        ]
-        return _to_result(await self._call(self._transfer, keys_, args))
+        fee = transfer_fee(amount, settings)
+        if transfer_id is None:
+            transfer_id = new_transfer_id()
+        else:
+            known = await self._known(transfer_id, sender, recipient, amount, now)
+            if isinstance(known, Result):
+                return known
+            if known is not None:
+                return _move_result(await self._moves.drive(known, now), duplicate=True)
+        refusal = await self._transfer_refusal(sender, recipient, amount, fee, now)
+        if refusal is not None:
+            return refusal
+        done = await self._moves.move(
+            "transfer",
+            transfer_id,
+            sender,
+            recipient,
+            amount,
+            now,
+            actor,
+            fee=fee,
+            day=utc_day(now),
+            daily_limit=settings.transfer_daily_limit_kop,
+        )
+        if isinstance(done, Answer):
+            return _to_result(done)
+        intent, created = done
+        return _move_result(intent, duplicate=not created)
+
+    async def _known(
+        self, transfer_id: str, sender: str, recipient: str, amount: int, now: float
+    ) -> Intent | Result | None:
+        """The intent a caller-chosen id already names, a conflict, or None when it is new
+        (never used, or its transfer closed longer than the retention window ago)."""
+        conflict = Result(Outcome.CONFLICT, {"reason": "transfer_id_reused"})
+        fingerprint = f"transfer {sender} {recipient} {amount}"
+        if not await self._moves.claim(transfer_id, fingerprint, now):
+            return conflict
+        intent = await self._moves.intent(sender, transfer_id)
+        if intent is None or intent.expired(now):
+            return None
+        # The claim's Redis TTL runs on wall time: the intent itself tells a reuse apart too.
+        if (intent.kind, intent.recipient, intent.amount) != ("transfer", recipient, amount):
+            return conflict
+        return intent
+
+    async def _transfer_refusal(
+        self, sender: str, recipient: str, amount: int, fee: int, now: float
+    ) -> Result | None:
+        """The refusal a transfer gets, from a read of both sides, in the order the menus know.
+
+        Step 1 checks the sender's side again atomically; a recipient that changes after this
+        read is refused in step 2 and the sender refunded.
+        """
+        fields = ["msisdn", "status", "balance_kop"]
+        # Three slots at most: a plain pipeline (one round trip per node), not a transaction.
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.hmget(keys.subscriber(sender), fields)
+            pipe.hmget(keys.subscriber(recipient), fields)
+            pipe.hmget(daily_transfers_key(sender), ["day", "sent_kop"])
+            s, r, daily = await pipe.execute()
+        if s[0] is None:
+            return Result(Outcome.UNKNOWN_SUBSCRIBER, {"party": "sender"})
+        if r[0] is None:
+            return Result(Outcome.UNKNOWN_SUBSCRIBER, {"party": "recipient"})
+        if s[1] != "active":
+            return Result(Outcome.BLOCKED)
+        if r[1] != "active":
+            return Result(Outcome.RECIPIENT_BLOCKED)
+        limit = self._settings.transfer_daily_limit_kop
+        sent = int(daily[1]) if daily[0] == str(utc_day(now)) and daily[1] is not None else 0
+        if sent + amount > limit:
+            values = {"limit_kop": limit, "sent_kop": sent, "left_kop": max(0, limit - sent)}
+            return Result(Outcome.DAILY_LIMIT, values)
+        balance = int(s[2] or 0)
+        if balance < amount + fee:
+            return Result(
+                Outcome.INSUFFICIENT_FUNDS, {"balance_kop": balance, "needed_kop": amount + fee}
+            )
+        if int(r[2] or 0) + amount > MAX_AMOUNT:
+            return Result(Outcome.INVALID, {"field": "amount_kop", "reason": "balance_overflow"})
+        return None
+
+    async def recover_transfers(self, now: float, grace_s: float = RECOVERY_GRACE_S) -> int:
+        """Drive forward the cross-slot changes older than `grace_s` left between their steps.
+
+        The grace only spares work a live caller is doing anyway: driving an intent alongside
+        its caller is safe, so a process starting up passes 0.
+        """
+        return len(await self._moves.recover(_check_now(now), grace_s))
+
+    async def prune_transfers(self, msisdn: str, now: float) -> tuple[int, int]:
+        """Forget `msisdn`'s closed transfers and verdicts older than the retention window now
+        (the steps forget a few at a time anyway): (intents, verdicts) forgotten."""
+        check_msisdn(msisdn)
+        return await self._moves.prune(msisdn, _check_now(now))
+
+    async def reindex_transfers(self) -> int:
+        """Rebuild the index of open cross-slot changes from every sender's queue (at start)."""
+        return await self._moves.reindex()
+
+    @property
+    def moves(self) -> CrossSlot:
+        return self._moves
 
     async def charge(
         self, msisdn: str, amount_kop: int, reason: str, now: float, actor: str
@@ -345,14 +556,23 @@ class MoneyOps:
 
     # -- number management groups --------------------------------------------------------------
 
-    def _group_keys(self, main: str, member: str) -> list[str]:
-        return [
-            keys.subscriber(main),
-            keys.journal(main),
-            group_members_key(main),
-            keys.subscriber(member),
-            keys.journal(member),
-        ]
+    async def _group_sides(
+        self, main: str, member: str
+    ) -> tuple[dict[str, str | None], dict[str, str | None], str | None]:
+        """Both subscribers' fields and the member's entry in the main's member set."""
+        fields = ["msisdn", "status", "services", "group", "balance_kop"]
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.hmget(keys.subscriber(main), fields)
+            pipe.hmget(keys.subscriber(member), fields)
+            pipe.hget(group_members_key(main), member)
+            m, x, active_at = await pipe.execute()
+        main_fields = {
+            name: None if v is None else str(v) for name, v in zip(fields, m, strict=True)
+        }
+        member_fields = {
+            name: None if v is None else str(v) for name, v in zip(fields, x, strict=True)
+        }
+        return main_fields, member_fields, None if active_at is None else str(active_at)
 
     async def group_add(self, main: str, member: str, now: float, actor: str) -> Result:
         """Join `member` to `main`'s group; it becomes active after the join delay."""
@@ -360,16 +580,19 @@ class MoneyOps:
         if main == member:
             return Result(Outcome.INVALID, {"field": "member", "reason": "self"})
         active_at = now + self._settings.group_join_delay_s
-        args = [
-            _base_entry(main, now, actor),
-            _base_entry(member, now, actor),
-            repr(now),
-            repr(active_at),
-        ]
-        result = _to_result(await self._call(self._group_add, self._group_keys(main, member), args))
-        if result.ok:
-            return Result(Outcome.OK, {**result.values, "active_at": active_at})
-        return result
+        m, x, _ = await self._group_sides(main, member)
+        refusal = _group_add_refusal(m, x)
+        if refusal is not None:
+            return refusal
+        done = await self._moves.change_group(
+            "group_add", new_transfer_id(), main, member, now, actor, active_at=active_at
+        )
+        if isinstance(done, Answer):
+            return _to_result(done)
+        outcome, values = done[0].verdict
+        if outcome != "ok":
+            return Result(Outcome(outcome), values)
+        return Result(Outcome.OK, {"state": values.get("state"), "active_at": active_at})
 
     async def group_remove(self, main: str, member: str, now: float, actor: str) -> Result:
         now = self._check((main, member), now, actor)
@@ -383,13 +606,24 @@ class MoneyOps:
             if not await self._redis.exists(keys.subscriber(member)):
                 return Result(Outcome.UNKNOWN_SUBSCRIBER, {"party": "member"})
             return Result(Outcome.NOT_MEMBER)
-        # The script checks again that the member still belongs to this main.
+        # Step 1 checks again that the member still belongs to this main.
         return await self._remove(str(group["main"]), member, "leave", now, actor)
 
     async def _remove(self, main: str, member: str, mode: str, now: float, actor: str) -> Result:
-        args = [_base_entry(main, now, actor), _base_entry(member, now, actor), mode]
-        keys_ = self._group_keys(main, member)
-        return _to_result(await self._call(self._group_remove, keys_, args))
+        m, x, _ = await self._group_sides(main, member)
+        if m["msisdn"] is None:
+            return Result(Outcome.UNKNOWN_SUBSCRIBER, {"party": "main"})
+        if x["msisdn"] is None:
+            return Result(Outcome.UNKNOWN_SUBSCRIBER, {"party": "member"})
+        pointer = _group_field(x)
+        if pointer is None or pointer.get("role") != "member" or pointer.get("main") != main:
+            return Result(Outcome.NOT_MEMBER)
+        done = await self._moves.change_group(
+            "group_remove", new_transfer_id(), main, member, now, actor, by=mode
+        )
+        if isinstance(done, Answer):
+            return _to_result(done)
+        return Result(Outcome.OK, {"main": main, "member": member})
 
     async def group_topup(
         self, main: str, member: str, amount_kop: int, now: float, actor: str
@@ -399,19 +633,19 @@ class MoneyOps:
         amount = check_amount("amount_kop", amount_kop, 1)
         if main == member:
             return Result(Outcome.INVALID, {"field": "member", "reason": "self"})
-        args = [
-            _base_entry(main, now, actor),
-            _base_entry(member, now, actor),
-            str(amount),
-            repr(now),
-            str(MAX_AMOUNT),
-        ]
-        result = _to_result(
-            await self._call(self._group_topup, self._group_keys(main, member), args)
+        m, x, active_at = await self._group_sides(main, member)
+        refusal = _group_topup_refusal(m, x, active_at, main, amount, now)
+        if refusal is not None:
+            return refusal
+        done = await self._moves.move(
+            "group_topup", new_transfer_id(), main, member, amount, now, actor
         )
-        if "active_at" in result.values:
-            return Result(result.outcome, {"active_at": float(result.values["active_at"])})
-        return result
+        if isinstance(done, Answer):
+            result = _to_result(done)
+            if "active_at" in result.values:
+                return Result(result.outcome, {"active_at": float(result.values["active_at"])})
+            return result
+        return _move_result(done[0])
 
     async def group_view(self, msisdn: str, now: float) -> GroupView | None:
         """The group `msisdn` belongs to, as its main or as a member; None when in none."""
@@ -426,7 +660,8 @@ class MoneyOps:
         ordered = sorted(members.items(), key=lambda item: (item[1], item[0]))
         balances: list[int | None] = [None] * len(ordered)
         if msisdn == main and ordered:
-            async with self._redis.pipeline(transaction=True) as pipe:
+            # Each member's hash is in its own slot: a plain pipeline, not a transaction.
+            async with self._redis.pipeline(transaction=False) as pipe:
                 for number, _ in ordered:
                     pipe.hget(keys.subscriber(number), "balance_kop")
                 found = await pipe.execute()

@@ -3,7 +3,8 @@ blacklist, call forwarding, and bonus points (accrual, gifts, rewards).
 
 Every mutation is one Lua script (`offer_*`, `points_*`) that validates, moves money and points,
 and journals atomically; each charge accrues mobile bonus points in the same script. Python checks
-arguments before anything is written (LedgerValueError) and reads the catalogue.
+arguments before anything is written (LedgerValueError) and reads the catalogue. A points gift
+touches two subscribers in two cluster slots: it is the idempotent steps of `ledger.transfers`.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from ledger.common import MAX_AMOUNT, LedgerValueError
 from ledger.models import iso_utc
 from ledger.numbers import InvalidNumber, is_e164, normalize_msisdn
 from ledger.outcomes import Outcome, Result
+from ledger.transfers import CrossSlot, StepHook, new_transfer_id
 
 MAX_BLACKLIST: Final = 50
 _DAY_S: Final = 86400
@@ -149,8 +151,15 @@ async def run_script(script: AsyncScript, keys_: list[str], args: list[str]) -> 
 
 
 class OfferOps:
-    def __init__(self, redis: aioredis.Redis, catalogue: Catalogue | None = None) -> None:
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        catalogue: Catalogue | None = None,
+        *,
+        between_steps: StepHook | None = None,
+    ) -> None:
         self._redis = redis
+        self._moves = CrossSlot(redis, between_steps=between_steps)
         self._catalogue = catalogue if catalogue is not None else default_catalogue()
         self._tariff_packages = compact_json(
             {t.id: t.packages.model_dump() for t in self._catalogue.tariffs}
@@ -161,7 +170,6 @@ class OfferOps:
         self._blacklist = self._script("offer_blacklist.lua")
         self._forwarding = self._script("offer_forwarding.lua")
         self._accrue = self._script("points_accrue.lua")
-        self._gift = self._script("points_gift.lua")
         self._redeem = self._script("points_redeem.lua")
 
     @property
@@ -381,19 +389,31 @@ class OfferOps:
         check_count("points", points, 1)
         if sender == recipient:
             return Result(Outcome.INVALID, {"field": "recipient", "reason": "self"})
-        # Two subscribers, two hash tags: atomic on one Redis node, not across cluster slots.
-        keys_ = [
-            keys.subscriber(sender),
-            keys.subscriber(recipient),
-            keys.journal(sender),
-            keys.journal(recipient),
-        ]
-        args = [
-            base_entry(sender, now, actor),
-            base_entry(recipient, now, actor),
-            str(points),
-        ]
-        return await self._run(self._gift, keys_, args)
+        # Two subscribers, two hash tags: the steps of ledger.transfers, after a read of both
+        # sides that answers the refusals in the order the menus know.
+        fields = ["msisdn", "status"]
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.hmget(keys.subscriber(sender), fields)
+            pipe.hmget(keys.subscriber(recipient), fields)
+            sender_fields, recipient_fields = await pipe.execute()
+        if sender_fields[0] is None:
+            return Result(Outcome.UNKNOWN_SUBSCRIBER, {"side": "sender"})
+        if recipient_fields[0] is None:
+            return Result(Outcome.UNKNOWN_SUBSCRIBER, {"side": "recipient"})
+        if sender_fields[1] != "active":
+            return Result(Outcome.BLOCKED)
+        if recipient_fields[1] != "active":
+            return Result(Outcome.RECIPIENT_BLOCKED)
+        done = await self._moves.move(
+            "points_gift", new_transfer_id(), sender, recipient, points, now, actor
+        )
+        if not isinstance(done, tuple):
+            return Result(Outcome(done.outcome), done.values)
+        intent = done[0]
+        outcome, values = intent.verdict
+        if intent.state != "done":
+            return Result(Outcome(outcome), values)
+        return Result(Outcome.OK, {"points": points, "bonus_points": intent.number("sender_after")})
 
     async def redeem(self, msisdn: str, reward_id: str, now: float, actor: str) -> Result:
         check_common(msisdn, now, actor)

@@ -28,6 +28,7 @@ from ledger.common import (
     compact_json,
 )
 from ledger.documents import DetailOps
+from ledger.limits import Limit, RateLimiter, login_attempts_key
 from ledger.models import LANGS, SERVICES, STATUSES, Subscriber, iso_utc
 from ledger.money import DEFAULT_MONEY_SETTINGS, MoneyOps, MoneySettings
 from ledger.offers import OfferOps
@@ -52,6 +53,9 @@ class LedgerSettings:
     max_failures: int = 3
     issue_limit_count: int = 5
     issue_limit_window_s: int = 3600
+    # Login attempts per number, right and wrong alike: caps guessing below the lockout too.
+    login_limit_count: int = 10
+    login_limit_window_s: int = 600
     initial_balance_kop: int = 10000
     default_tariff: str = "basic"
     default_lang: str = "ru"
@@ -133,6 +137,7 @@ class Ledger:
         self._issue = self._script("issue_password.lua")
         self._set_permanent = self._script("set_permanent_password.lua")
         self._login_record = self._script("login_record.lua")
+        self._limits = RateLimiter(redis)
 
     def _script(self, name: str) -> AsyncScript:
         return self._redis.register_script(_load_script(name))
@@ -294,6 +299,11 @@ class Ledger:
         self._check_common(msisdn, now, actor)
         if not isinstance(password, str):
             raise LedgerValueError("password", "not_a_string")
+        limit = Limit(self._settings.login_limit_count, self._settings.login_limit_window_s)
+        wait = await self._limits.hit(login_attempts_key(msisdn), limit, float(now))
+        if wait is not None:
+            # Refused before any hash is computed: a flood costs no scrypt time.
+            return Result(Outcome.RATE_LIMITED, {"retry_after_s": wait})
         keys_ = [keys.subscriber(msisdn), keys.password(msisdn), keys.journal(msisdn)]
         for _ in range(_LOGIN_ATTEMPTS):
             async with self._redis.pipeline(transaction=True) as pipe:

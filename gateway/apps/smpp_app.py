@@ -11,7 +11,8 @@ the end-of-session flag in bit 0 of the second. Every hop advances the sequence.
 
 The deliver_sm goes straight to a bound receiver, not through the MO queue: a dialogue is live,
 and a dial nobody can hear must fail now (the gateway then shows its error screen), not reach a
-client minutes later.
+client minutes later. Under several workers a receiver bound to a sibling process is reached
+through `gateway.apps.smpp_relay`.
 """
 
 from __future__ import annotations
@@ -19,11 +20,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from gateway.apps.base import AppContext, AppFailure, AppReply
+from gateway.apps.smpp_relay import Hop, Unreachable, UssdRelay
 from gateway.config import Route, UssdConfig
 from gateway.mmi import Ussd
 from gateway.smsc import Smsc, address_of
@@ -32,7 +35,7 @@ from sms.smpp.accounts import Account
 from sms.smpp.coding import CodingError, data_coding_for, decode_text, encode_text
 from sms.smpp.constants import Status, UssdServiceOp
 from sms.smpp.pdu import Pdu, Tlv, make_pdu
-from sms.smpp.server import ConnectionLost
+from sms.smpp.server import Connection, ConnectionLost
 from sms.smpp.session import LocalProtocolError
 
 END_BIT = 0x01
@@ -58,6 +61,16 @@ class SmppUssdBridge:
         self._waiting: dict[tuple[str, str], asyncio.Future[ClientReply]] = {}
         self._numbers = itertools.count(1)
         smsc.ussd_handler = self.on_submit
+        self.relay: UssdRelay | None = None
+        if smsc.shared:
+            self.relay = UssdRelay(
+                smsc.store.redis,
+                f"{smsc.store.owner or 'w'}-{secrets.token_hex(4)}",
+                send_here=self._send_here,
+                on_reply=self._on_relayed,
+                has_receiver=lambda system_id: bool(self._receivers(system_id)),
+            )
+            smsc.companions.append(self.relay)
 
     def next_session_number(self) -> int:
         return next(self._numbers) % 256
@@ -69,7 +82,8 @@ class SmppUssdBridge:
         except InvalidNumber:
             return Status.RINVDSTADR
         future = self._waiting.get((account.system_id, msisdn))
-        if future is None or future.done():
+        here = future is not None and not future.done()
+        if not here and self.relay is None:
             return Status.RSUBMITFAIL  # no dialogue with this subscriber is waiting for a screen
         op = pdu.tlv("ussd_service_op")
         info = pdu.tlv("its_session_info")
@@ -89,8 +103,25 @@ class SmppUssdBridge:
             text = decode_text(octets, int(pdu.fields.get("data_coding", 0)))
         except CodingError:
             return Status.RINVMSGLEN
-        future.set_result(ClientReply(text, end))
-        return Status.ROK
+        if future is not None and here:
+            future.set_result(ClientReply(text, end))
+            return Status.ROK
+        assert self.relay is not None
+        if await self.relay.forward_screen(account.system_id, msisdn, text, end):
+            return Status.ROK  # a sibling worker waits for this screen
+        return Status.RSUBMITFAIL
+
+    def _on_relayed(
+        self, system_id: str, msisdn: str, text: str, end: bool, error: str | None
+    ) -> None:
+        """A screen (or a failed deliver_sm) from the worker the client's link is on."""
+        future = self._waiting.get((system_id, msisdn))
+        if future is None or future.done():
+            return
+        if error is not None:
+            future.set_exception(AppFailure("unreachable", error))
+        else:
+            future.set_result(ClientReply(text, end))
 
     async def exchange(
         self, system_id: str, msisdn: str, op: int, text: str, info: int, service_code: str
@@ -109,11 +140,31 @@ class SmppUssdBridge:
         finally:
             if self._waiting.get(key) is future:
                 del self._waiting[key]
+                if self.relay is not None:
+                    await self.relay.done(system_id, msisdn)
 
     async def deliver(
         self, system_id: str, msisdn: str, op: int, text: str, info: int, service_code: str
     ) -> None:
-        receivers = [c for c in self.smsc.server.bound(system_id) if c.can_receive]
+        hop = Hop(system_id, msisdn, op, text, info, service_code)
+        if self.relay is not None and not self._receivers(system_id):
+            waits = (system_id, msisdn) in self._waiting
+            try:
+                await self.relay.deliver(hop, waits=waits)
+            except Unreachable:
+                raise AppFailure(
+                    "unreachable", f"no SMPP receiver of {system_id} is bound"
+                ) from None
+            return
+        await self._send_here(hop)
+
+    def _receivers(self, system_id: str) -> list[Connection]:
+        return [c for c in self.smsc.server.bound(system_id) if c.can_receive]
+
+    async def _send_here(self, hop: Hop) -> None:
+        system_id, msisdn, text = hop.account, hop.msisdn, hop.text
+        op, info, service_code = hop.op, hop.info, hop.service_code
+        receivers = self._receivers(system_id)
         if not receivers:
             raise AppFailure("unreachable", f"no SMPP receiver of {system_id} is bound")
         coding = data_coding_for(text)

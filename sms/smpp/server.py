@@ -53,6 +53,9 @@ class ServerSettings:
     enquire_interval_s: float = 30.0
     max_pdu_length: int = DEFAULT_MAX_PDU_LENGTH
     response_timeout_s: float = 10.0
+    reuse_port: bool = False  # several processes share the port (SO_REUSEPORT)
+    bind_timeout_s: float = 30.0  # a connection that has not bound by then is closed
+    max_connections_per_ip: int = 0  # 0: no limit
 
 
 class SmscApplication(Protocol):
@@ -72,9 +75,31 @@ class SmscApplication(Protocol):
         """`n` PDUs went `direction` ("in"/"out") since the last call."""
         ...
 
+    async def admit_bind(self, conn: Connection, system_id: str) -> int:
+        """ROK, or the status to refuse a bind with before its password is even compared
+        (its address or system_id failed too often lately)."""
+        ...
+
+    async def bind_failed(self, conn: Connection, system_id: str, status: int) -> None:
+        """A bind was refused for its credentials: count it against the address and system_id."""
+        ...
+
 
 class ConnectionLost(Exception):
     pass
+
+
+_BIND_IDS = frozenset(
+    {CommandId.bind_receiver, CommandId.bind_transmitter, CommandId.bind_transceiver}
+)
+_CREDENTIAL_FAILURES = frozenset({Status.RINVPASWD, Status.RINVSYSID})
+
+
+def _bind_system_id(pdu: bytes) -> str:
+    """The system_id of a bind PDU (its first field), read before the session decodes it."""
+    body = pdu[HEADER_LENGTH:]
+    end = body.find(b"\0", 0, 16)
+    return body[:end].decode("latin-1") if end > 0 else ""
 
 
 _NAMES = {int(c): c.name for c in CommandId}
@@ -98,6 +123,8 @@ class Connection:
         self._settings = settings
         peer = writer.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+        self.host = str(peer[0]) if isinstance(peer, tuple) else str(peer)
+        self._forced_refusal = 0  # a bind refused by the failure limits, password unchecked
         self.session = SmscSession(
             self._authenticate,
             system_id=settings.system_id,
@@ -106,7 +133,7 @@ class Connection:
         self.system_id: str | None = None
         self.bind_type: str | None = None
         self._loop = asyncio.get_running_loop()
-        self.last_heard = self._loop.time()
+        self.last_heard = self.connected_at = self._loop.time()
         self._batch: list[Pdu] = []
         self._wake = asyncio.Event()
         self._room = asyncio.Event()
@@ -147,9 +174,16 @@ class Connection:
 
     async def unbind(self) -> None:
         """Our unbind; the socket closes on the ESME's unbind_resp, or after a short wait."""
+        # The whole exchange is bounded, not just the wait for the answer: an ESME that stops
+        # reading would otherwise hold us in drain() for ever.
         with contextlib.suppress(ConnectionLost, LocalProtocolError, TimeoutError):
-            if self.session.state in (BindState.BOUND_TX, BindState.BOUND_RX, BindState.BOUND_TRX):
-                await self.request(make_pdu("unbind"), UNBIND_WAIT_S)
+            async with asyncio.timeout(UNBIND_WAIT_S):
+                if self.session.state in (
+                    BindState.BOUND_TX,
+                    BindState.BOUND_RX,
+                    BindState.BOUND_TRX,
+                ):
+                    await self.request(make_pdu("unbind"), UNBIND_WAIT_S)
         self._abort()
 
     async def wait_closed(self) -> None:
@@ -173,7 +207,31 @@ class Connection:
         self._counts[key] = self._counts.get(key, 0) + n
 
     def _authenticate(self, system_id: str, password: str, bind_type: str) -> int:
+        if self._forced_refusal:
+            return self._forced_refusal
         return self._app.authenticate(self, system_id, password, bind_type)
+
+    async def _receive_bind(self, pdu: bytes) -> list[Event]:
+        """A bind passes the failed-bind limits first; one they refuse is answered without its
+        password being compared, and the connection closes."""
+        session = self.session
+        if session.state is BindState.OPEN:
+            self._forced_refusal = await self._app.admit_bind(self, _bind_system_id(pdu))
+        forced, events = self._forced_refusal, session.receive_data(pdu)
+        self._forced_refusal = 0
+        for event in events:
+            if not isinstance(event, BindRejected):
+                continue
+            if forced:
+                log.info(
+                    "smpp %s bind as %r refused unchecked: too many failures",
+                    self.peer,
+                    event.system_id,
+                )
+                session.close()  # the bind_resp already waits in data_to_send()
+            elif event.status in _CREDENTIAL_FAILURES:
+                await self._app.bind_failed(self, event.system_id, event.status)
+        return events
 
     async def run(self) -> None:
         self._tasks = [
@@ -201,7 +259,10 @@ class Connection:
             self.last_heard = self._loop.time()
             key = ("in", int.from_bytes(header[4:8], "big"), int.from_bytes(header[8:12], "big"))
             self._raw_counts[key] = self._raw_counts.get(key, 0) + 1
-            events = session.receive_data(header + body)
+            if key[1] in _BIND_IDS:
+                events = await self._receive_bind(header + body)
+            else:
+                events = session.receive_data(header + body)
             out = session.data_to_send()
             if out:
                 self._writer.write(out)
@@ -274,13 +335,22 @@ class Connection:
 
     async def _watchdog(self) -> None:
         settings = self._settings
-        tick = max(0.05, min(settings.enquire_interval_s, settings.inactivity_s) / 4)
+        tick = max(
+            0.05,
+            min(settings.enquire_interval_s, settings.inactivity_s, settings.bind_timeout_s) / 4,
+        )
         last_enquire = self._loop.time()
         while not self.closed:
             await asyncio.sleep(tick)
             self.flush_counts()
             now = self._loop.time()
             quiet = now - self.last_heard
+            if self.system_id is None and now - self.connected_at >= settings.bind_timeout_s:
+                log.info(
+                    "smpp %s not bound after %.0f s: closing", self.peer, now - self.connected_at
+                )
+                self._abort()
+                return
             if quiet >= settings.inactivity_s:
                 log.info("smpp %s silent for %.0f s: unbinding", self.peer, quiet)
                 await self.unbind()
@@ -333,6 +403,7 @@ class SmscServer:
         self.connections: set[Connection] = set()
         self._handlers: set[asyncio.Task[None]] = set()
         self.on_connection: Callable[[Connection], None] | None = None
+        self._per_ip: dict[str, int] = {}
 
     @property
     def address(self) -> tuple[str, int]:
@@ -343,7 +414,11 @@ class SmscServer:
 
     async def start(self) -> tuple[str, int]:
         self._server = await asyncio.start_server(
-            self._serve, self.settings.host, self.settings.port, reuse_address=True
+            self._serve,
+            self.settings.host,
+            self.settings.port,
+            reuse_address=True,
+            reuse_port=self.settings.reuse_port or None,
         )
         return self.address
 
@@ -351,6 +426,25 @@ class SmscServer:
         return [c for c in self.connections if c.system_id == system_id and not c.closed]
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peer = writer.get_extra_info("peername")
+        address = str(peer[0]) if isinstance(peer, tuple) else str(peer)
+        held = self._per_ip.get(address, 0)
+        limit = self.settings.max_connections_per_ip
+        if limit and held >= limit:
+            log.info("smpp: refusing a connection from %s: %d already open", address, held)
+            writer.transport.abort()
+            return
+        self._per_ip[address] = held + 1
+        try:
+            await self._serve_admitted(reader, writer)
+        finally:
+            left = self._per_ip.pop(address, 1) - 1
+            if left:
+                self._per_ip[address] = left
+
+    async def _serve_admitted(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
         conn = Connection(reader, writer, self._app, self.settings)
         self.connections.add(conn)
         task = asyncio.current_task()

@@ -6,20 +6,32 @@
                          delivery receipts, USSD)
   smpp:inflight:{account} items handed to a connection and not yet acknowledged; put back at the
                          head of the queue when a process starts, so nothing is lost to a crash
+  smpp:tps:{account}     the account's max_tps bucket shared by the workers of one server
+  smpp:inflight:{account}:{owner}  the same for one worker of `serve --workers N` (owner "w0",
+                         "w1", ...): a worker that starts again takes back only its own, never
+                         what a live sibling is delivering
 
-An accepted MT batch is one Lua call: inbox deliveries, message records and queued receipts land
-together, so the submit_sm_resp that follows never names a message the store does not have.
+An account's lists share the `{account}` hash tag: one cluster slot.
+
+On one redis-server an accepted MT batch is one Lua call: inbox deliveries, message records and
+queued receipts land together. On a Redis Cluster the batch spans slots, so it is written per
+slot: first every message record and every inbox (one script per recipient), then the receipts
+and events. Either way all of it is stored before the submit_sm_resp that follows, which so never
+names a message the store does not have, and no receipt is queued before its record exists.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from json.encoder import encode_basestring
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 
 from sms.inbox import NOTIFY_CHANNEL, messages_key, seq_key
 
@@ -55,6 +67,29 @@ end
 return ids
 """
 
+# The cluster's per-recipient part of _ACCEPT_LUA. KEYS: inbox seq, inbox. ARGV: max_messages,
+# channel, recipient, then each message's inbox body without "{". Returns the inbox ids.
+_INBOX_LUA = """
+local ids = {}
+for i = 4, #ARGV do
+  local id = redis.call('INCR', KEYS[1])
+  redis.call('ZADD', KEYS[2], id, '{"id": ' .. id .. ', ' .. ARGV[i])
+  ids[#ids + 1] = id
+end
+redis.call('ZREMRANGEBYRANK', KEYS[2], 0, -(tonumber(ARGV[1]) + 1))
+redis.call('PUBLISH', ARGV[2], cjson.encode({to = ARGV[3], id = ids[#ids]}))
+return ids
+"""
+
+# One redis-server only: the lists an older version kept under untagged names.
+# KEYS: old inflight, old queue, queue. In flight first, then the old queue, then anything newer.
+_ADOPT_LEGACY_LUA = """
+local n = 0
+while redis.call('LMOVE', KEYS[2], KEYS[3], 'RIGHT', 'LEFT') do n = n + 1 end
+while redis.call('LMOVE', KEYS[1], KEYS[3], 'RIGHT', 'LEFT') do n = n + 1 end
+return n
+"""
+
 # KEYS: parts hash. ARGV: seq, hex octets, message id, total, ttl.
 # Returns {} while parts are missing, else every field of the hash (and deletes it).
 _PART_LUA = """
@@ -76,6 +111,23 @@ end
 return items
 """
 
+# KEYS: an account's bucket. ARGV: rate, burst, now (epoch seconds), wanted.
+# Refills at `rate` per second up to `burst`; returns how many of `wanted` tokens were taken.
+_TOKENS_LUA = """
+local rate, burst = tonumber(ARGV[1]), tonumber(ARGV[2])
+local now, wanted = tonumber(ARGV[3]), tonumber(ARGV[4])
+local state = redis.call('HMGET', KEYS[1], 'tokens', 'at')
+local tokens, at = tonumber(state[1]) or burst, tonumber(state[2]) or now
+if now > at then
+  tokens = math.min(burst, tokens + (now - at) * rate)
+  at = now
+end
+local granted = math.max(0, math.min(wanted, math.floor(tokens)))
+redis.call('HSET', KEYS[1], 'tokens', tostring(tokens - granted), 'at', tostring(at))
+redis.call('EXPIRE', KEYS[1], math.ceil(burst / rate) + 60)
+return granted
+"""
+
 # KEYS: inflight. ARGV: the items delivered (one command for a whole batch of acknowledgements).
 _ACK_LUA = """
 for _, raw in ipairs(ARGV) do redis.call('LREM', KEYS[1], 1, raw) end
@@ -95,11 +147,21 @@ def record_key(message_id: str) -> str:
 
 
 def queue_key(account: str) -> str:
-    return f"smpp:outq:{account}"
+    return f"smpp:outq:{{{account}}}"
 
 
-def inflight_key(account: str) -> str:
-    return f"smpp:inflight:{account}"
+def inflight_key(account: str, owner: str = "") -> str:
+    base = f"smpp:inflight:{{{account}}}"
+    return f"{base}:{owner}" if owner else base
+
+
+def tokens_key(account: str) -> str:
+    return f"smpp:tps:{account}"
+
+
+# A queue item is waiting somewhere: the worker with a receiver bound for this account (the
+# payload) takes it at once instead of at its next poll.
+WAKE_CHANNEL = "smpp:wake"
 
 
 def parts_key(account: str, source: str, dest: str, reference: int, total: int) -> str:
@@ -183,14 +245,22 @@ class Delivery:
 
 
 class SmppStore:
-    def __init__(self, redis: aioredis.Redis, *, max_inbox_messages: int = 1000) -> None:
+    def __init__(
+        self, redis: aioredis.Redis, *, max_inbox_messages: int = 1000, owner: str = ""
+    ) -> None:
         self._redis = redis
+        self.redis = redis  # for the processes' own channels (see gateway.apps.smpp_relay)
+        self.owner = owner  # whose in-flight list take/ack/requeue/recover use
         self._max_inbox = max_inbox_messages
         self._accept = redis.register_script(_ACCEPT_LUA)
         self._part = redis.register_script(_PART_LUA)
         self._take = redis.register_script(_TAKE_LUA)
         self._ack = redis.register_script(_ACK_LUA)
         self._recover = redis.register_script(_RECOVER_LUA)
+        self._tokens = redis.register_script(_TOKENS_LUA)
+        self._inbox = redis.register_script(_INBOX_LUA)
+        self._adopt_legacy = redis.register_script(_ADOPT_LEGACY_LUA)
+        self._cluster = isinstance(redis, RedisCluster)
 
     # --- MT -------------------------------------------------------------------------------
     async def accept(
@@ -199,6 +269,8 @@ class SmppStore:
         """Store every delivery at once (and log each as an event); the inbox ids, in order."""
         if not deliveries:
             return []
+        if self._cluster:
+            return await self._accept_per_slot(deliveries, events)
         # Stable sort: messages to one inbox become adjacent and keep their order.
         order = sorted(range(len(deliveries)), key=lambda i: deliveries[i].recipient)
         batch = []
@@ -229,6 +301,40 @@ class SmppStore:
         ids = [0] * len(deliveries)
         for position, i in enumerate(order):
             ids[i] = int(stored[position])
+        return ids
+
+    async def _accept_per_slot(
+        self, deliveries: list[Delivery], events: EventSink | None
+    ) -> list[int]:
+        by_recipient: dict[str, list[int]] = {}
+        for i, d in enumerate(deliveries):
+            by_recipient.setdefault(d.recipient, []).append(i)
+        # Records first: a record names no inbox id, so it can be written beside the inboxes.
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for d in deliveries:
+                pipe.set(record_key(d.message_id), d.record.to_json(), ex=RECORD_TTL_S)
+            await pipe.execute()
+        ids = [0] * len(deliveries)
+
+        async def deliver(recipient: str, positions: list[int]) -> None:
+            bodies = [deliveries[i].inbox_body[1:] for i in positions]
+            stored = await self._inbox(
+                keys=[seq_key(recipient), messages_key(recipient)],
+                args=[self._max_inbox, NOTIFY_CHANNEL, recipient, *bodies],
+            )
+            for i, inbox_id in zip(positions, stored, strict=True):
+                ids[i] = int(inbox_id)
+
+        await asyncio.gather(*(deliver(to, at) for to, at in by_recipient.items()))
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for d in deliveries:
+                if d.receipt_item:
+                    pipe.rpush(queue_key(d.record.account), d.receipt_item)
+                if events is not None and events.maxlen:
+                    fields: dict[Any, Any] = {"kind": "sms.mt", "msisdn": d.recipient}
+                    fields.update(at=events.at, data=d.event)
+                    pipe.xadd(events.key, fields, maxlen=events.maxlen, approximate=True)
+            await pipe.execute()
         return ids
 
     async def add_part(
@@ -265,24 +371,73 @@ class SmppStore:
         return int(await self._redis.llen(queue_key(account)))
 
     async def take(self, account: str, count: int) -> list[str]:
-        items = await self._take(keys=[queue_key(account), inflight_key(account)], args=[count])
+        items = await self._take(
+            keys=[queue_key(account), inflight_key(account, self.owner)], args=[count]
+        )
         return [str(i) for i in items]
 
     async def ack(self, account: str, raw: str) -> None:
-        await self._redis.lrem(inflight_key(account), 1, raw)
+        await self._redis.lrem(inflight_key(account, self.owner), 1, raw)
 
     async def ack_all(self, account: str, items: list[str]) -> None:
         if not items:
             return
-        await self._ack(keys=[inflight_key(account)], args=items)
+        await self._ack(keys=[inflight_key(account, self.owner)], args=items)
 
     async def requeue(self, account: str, raw: str, item: dict[str, Any]) -> None:
         """Back to the tail of the queue with its attempt count updated."""
         async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.lrem(inflight_key(account), 1, raw)
+            pipe.lrem(inflight_key(account, self.owner), 1, raw)
             pipe.rpush(queue_key(account), json.dumps(item, ensure_ascii=False))
             await pipe.execute()
 
     async def recover(self, account: str) -> int:
-        n = await self._recover(keys=[inflight_key(account), queue_key(account)])
-        return int(n)
+        """This owner's unacknowledged items back to the head of the queue; how many."""
+        n = await self._adopt_legacy_lists(account)
+        n += int(await self._recover(keys=[inflight_key(account, self.owner), queue_key(account)]))
+        return n
+
+    async def _adopt_legacy_lists(self, account: str) -> int:
+        if self._cluster:  # a cluster never held the untagged names
+            return 0
+        legacy = [f"smpp:inflight:{account}", f"smpp:outq:{account}", queue_key(account)]
+        return int(await self._adopt_legacy(keys=legacy))
+
+    async def recover_all(self, account: str) -> int:
+        """Every owner's unacknowledged items back to the queue: only for a server that knows
+        no other process of it is running (a single process, or a supervisor before it spawns
+        its workers)."""
+        pattern = _glob_escape(inflight_key(account)) + ":*"
+        keys = [inflight_key(account), *[str(k) async for k in self._redis.scan_iter(pattern)]]
+        moved = await self._adopt_legacy_lists(account)
+        for key in keys:
+            moved += int(await self._recover(keys=[key, queue_key(account)]))
+        return moved
+
+    async def take_tokens(
+        self, account: str, wanted: int, rate: float, burst: float, now: float
+    ) -> int:
+        """Up to `wanted` tokens from the account's shared bucket; how many were taken."""
+        granted = await self._tokens(
+            keys=[tokens_key(account)], args=[repr(rate), repr(max(1.0, burst)), repr(now), wanted]
+        )
+        return int(granted)
+
+    async def wake(self, account: str) -> None:
+        await self._redis.publish(WAKE_CHANNEL, account)
+
+    async def wakes(self) -> AsyncIterator[str]:
+        """The accounts named on WAKE_CHANNEL, as they come."""
+        pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+        try:
+            await pubsub.subscribe(WAKE_CHANNEL)
+            while True:
+                message = await pubsub.get_message(timeout=1.0)
+                if message is not None:
+                    yield str(message["data"])
+        finally:
+            await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+
+def _glob_escape(text: str) -> str:
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)

@@ -14,8 +14,9 @@ from aiohttp import web
 
 from gateway.api import build_app
 from gateway.config import Config, load_config
+from gateway.http_limits import GatewayRunner
 from gateway.runtime import Runtime
-from ledger.embedded import EmbeddedRedis, free_port
+from ledger.embedded import free_port
 
 TOKEN = "test-operator-token"
 
@@ -115,7 +116,7 @@ class Api:
 
 async def start_api(config: Config) -> AsyncIterator[Api]:
     runtime = await Runtime.start(config)
-    runner = web.AppRunner(build_app(runtime), access_log=None)
+    runner = GatewayRunner(build_app(runtime), config.http, access_log=None)
     await runner.setup()
     host, port = config.http.host_port
     await web.TCPSite(runner, host, port).start()
@@ -128,6 +129,7 @@ async def start_api(config: Config) -> AsyncIterator[Api]:
 
 
 @pytest.fixture
-async def api(redis_server: EmbeddedRedis, redis_client: aioredis.Redis) -> AsyncIterator[Api]:
-    async for a in start_api(make_config(redis_server.url)):
+async def api(store_url: str, redis_client: aioredis.Redis) -> AsyncIterator[Api]:
+    # store_url: the single server, or a cluster in modules marked both_backends
+    async for a in start_api(make_config(store_url)):
         yield a

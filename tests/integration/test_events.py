@@ -104,7 +104,8 @@ def test_watch_prints_events_from_another_process(
         text=True,
     )
     try:
-        time.sleep(1.0)  # let it subscribe before the dial
+        assert watch.stderr is not None
+        assert "watching" in watch.stderr.readline()  # subscribed: nothing after this is missed
         request(a.url + "/v1/ussd", "POST", {"msisdn": "9161234567", "code": "*100#"})
         seen: list[str] = []
         deadline = time.monotonic() + 15

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tests.integration.conftest import Api
+
+pytestmark = pytest.mark.both_backends
 
 NUMBER = "+79161234567"
 

@@ -21,11 +21,13 @@ from ledger.documents import (
     money,
     render,
 )
-from ledger.embedded import EmbeddedRedis
 from ledger.offers import OfferOps
 from ledger.outcomes import Outcome
 from ledger.service import Ledger, LedgerSettings
+from ledger.store_client import open_store
 from tests.unit.test_ledger import redis_dump
+
+pytestmark = pytest.mark.both_backends
 
 MSISDN = "+79161234567"
 T0 = 1_700_000_000.0
@@ -107,6 +109,19 @@ async def test_order_edges_and_argument_errors(details: DetailOps, ledger: Ledge
         await details.order_detail("9161234567", 7, "inbox", None, "xml", T0, "ussd")
 
 
+async def test_a_refused_order_leaves_nothing_due_and_a_lost_order_is_skipped(
+    details: DetailOps, redis_client: aioredis.Redis
+) -> None:
+    refused = await details.order_detail(MSISDN, 7, "inbox", None, "xml", T0, "ussd")
+    assert refused.outcome is Outcome.UNKNOWN_SUBSCRIBER
+    assert await redis_client.exists("detail:due") == 0
+    # An entry filed for an order whose script never ran (the process died in between).
+    await redis_client.zadd("detail:due", {f"{MSISDN} {'0' * 32}": T0})
+    assert await details.due_orders(T0 + 1) == []
+    assert await redis_client.exists("detail:due") == 0
+    assert await details.orders(MSISDN) == []
+
+
 async def test_due_orders_are_handed_out_once(ledger: Ledger, details: DetailOps) -> None:
     await ledger.provision(MSISDN, T0, "admin")
     first = await details.order_detail(MSISDN, 7, "inbox", None, "html", T0, "ussd")
@@ -123,7 +138,7 @@ async def test_due_orders_are_handed_out_once(ledger: Ledger, details: DetailOps
 
 
 async def test_concurrent_pollers_see_each_order_exactly_once(
-    redis_server: EmbeddedRedis, ledger: Ledger, details: DetailOps
+    store_url: str, ledger: Ledger, details: DetailOps
 ) -> None:
     numbers = [f"+7916000000{i}" for i in range(5)]
     ordered = set()
@@ -132,7 +147,7 @@ async def test_concurrent_pollers_see_each_order_exactly_once(
         for _ in range(8):
             result = await details.order_detail(number, 7, "inbox", None, "xml", T0, "ussd")
             ordered.add(result.values["order_id"])
-    clients = [aioredis.Redis.from_url(redis_server.url, decode_responses=True) for _ in range(6)]
+    clients = [open_store(store_url) for _ in range(6)]
     try:
         batches = await asyncio.gather(
             *(DetailOps(c).due_orders(T0 + 1000, limit=3) for c in clients for _ in range(3))

@@ -6,9 +6,11 @@ from collections.abc import AsyncIterator
 import pytest
 import redis.asyncio as aioredis
 
-from ledger.embedded import EmbeddedRedis
+from ledger.store_client import open_store
 from sms.encoding import TextTooLong
 from sms.inbox import Inbox, InvalidAddress, Message, messages_key, seq_key
+
+pytestmark = pytest.mark.both_backends
 
 ALICE = "+79161234567"
 BOB = "+79261234567"
@@ -128,10 +130,10 @@ async def test_several_waiters_for_one_subscriber_all_wake(inbox: Inbox) -> None
 
 
 async def test_waiter_on_one_client_is_woken_by_a_delivery_through_another(
-    redis_server: EmbeddedRedis, redis_client: aioredis.Redis
+    store_url: str, redis_client: aioredis.Redis
 ) -> None:
     # Two clients and two Inbox objects stand for two server processes sharing one Redis.
-    other_client = aioredis.Redis.from_url(redis_server.url, decode_responses=True)
+    other_client = open_store(store_url)
     reader = Inbox(redis_client, recheck_s=NO_POLLING)
     writer = Inbox(other_client, recheck_s=NO_POLLING)
     await reader.start()

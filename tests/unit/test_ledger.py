@@ -13,6 +13,8 @@ from ledger.models import SERVICES
 from ledger.outcomes import Outcome
 from ledger.service import Ledger, LedgerSettings
 
+pytestmark = pytest.mark.both_backends
+
 MSISDN = "+79161234567"
 OTHER = "+79161234568"
 T0 = 1_700_000_000.0

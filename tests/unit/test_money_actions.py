@@ -4,11 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+import redis.asyncio as aioredis
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.actions_money import PASSWORD_REASONS, history_text
+from gateway.action_types import ActionContext
+from gateway.actions_money import PASSWORD_REASONS, MoneyActions, history_text
+from ledger.money import MoneyOps, MoneySettings
 from ledger.passwords import policy_violation
+from ledger.service import Ledger, LedgerSettings
 from sms.encoding import ussd_fits
 
 T0 = 1_767_243_600.0  # 2026-01-01T05:00:00Z
@@ -48,7 +53,9 @@ def test_empty_history_says_so() -> None:
 @given(
     st.lists(
         st.tuples(
-            st.sampled_from(["payment", "transfer_out", "charge", "x", "group_topup_in"]),
+            st.sampled_from(
+                ["payment", "transfer_out", "charge", "x", "group_topup_in", "group_topup_refund"]
+            ),
             st.integers(0, 10**10),
             st.integers(0, 10**10),
             st.floats(0, 4e9),
@@ -65,6 +72,48 @@ def test_history_lines_fit_a_page_and_respect_the_count(
     lines = history_text(entries, count, lang).split("\n")
     assert len(lines) <= count or lines == [history_text([], 1, lang)]
     assert all(ussd_fits(f"{line}\n99 Далее") for line in lines)
+
+
+class Crash(Exception):
+    """The caller dies between two steps of a move."""
+
+
+async def _crash_after_hold(reached: str) -> None:
+    if reached == "held":
+        raise Crash(reached)
+
+
+async def test_history_names_the_refund_of_a_refused_transfer_and_top_up(
+    redis_client: aioredis.Redis,
+) -> None:
+    main, member = "+79160000001", "+79160000002"
+    money = MoneySettings(transfer_fee_min_kop=500, group_join_delay_s=0)
+    ledger = Ledger(redis_client, LedgerSettings(scrypt_n=2**10), money=money)
+    for number in (main, member):
+        fields = {"balance_kop": 10_000, "services": ["number_management"]}
+        await ledger.put(number, fields, T0, "admin")
+    assert (await ledger.money.group_add(main, member, T0, "ussd")).ok
+    dying = MoneyOps(redis_client, money, between_steps=_crash_after_hold)
+    # Both moves leave their money in an intent; the member is blocked before they complete.
+    with pytest.raises(Crash):
+        await dying.transfer(main, member, 1000, T0 + 60, "ussd")
+    with pytest.raises(Crash):
+        await dying.group_topup(main, member, 2000, T0 + 60, "ussd")
+    await ledger.money.voluntary_block(member, T0 + 61, "ussd")
+    assert await ledger.money.recover_transfers(T0 + 120) == 2
+
+    actions = MoneyActions(ledger).registry()
+    ru = await actions["payment_history"](ActionContext(main, T0 + 180, "ussd", "ru"), {})
+    lines = ru.values["history"].split("\n")
+    assert sorted(lines[:2]) == [
+        "01.01 05:02 +15,00 руб. Возврат перевода",
+        "01.01 05:02 +20,00 руб. Возврат пополнения номера",
+    ]
+    en = await actions["payment_history"](ActionContext(main, T0 + 180, "ussd", "en"), {"count": 2})
+    assert sorted(en.values["history"].split("\n")) == [
+        "01.01 05:02 +15.00 RUB Transfer refund",
+        "01.01 05:02 +20.00 RUB Member top-up refund",
+    ]
 
 
 @given(st.text(max_size=12))

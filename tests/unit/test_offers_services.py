@@ -11,6 +11,8 @@ from ledger.outcomes import Outcome
 from ledger.service import Ledger, LedgerSettings
 from tests.unit.test_ledger import redis_dump
 
+pytestmark = pytest.mark.both_backends
+
 MSISDN = "+79161234567"
 CALLER = "+79031112233"
 T0 = 1_700_000_000.0

@@ -12,6 +12,8 @@ from ledger.outcomes import Outcome
 from ledger.service import Ledger, LedgerSettings
 from tests.unit.test_ledger import redis_dump
 
+pytestmark = pytest.mark.both_backends
+
 MSISDN = "+79161234567"
 T0 = 1_700_000_000.0
 FAST = LedgerSettings(scrypt_n=2**10)

@@ -17,6 +17,8 @@ from ledger.passwords import (
 )
 from ledger.service import Ledger, LedgerSettings
 
+pytestmark = pytest.mark.both_backends
+
 FAST_N = 2**10
 MSISDN = "+79161234567"
 

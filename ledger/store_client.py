@@ -1,0 +1,114 @@
+"""One way to open a client on the store, whatever its shape.
+
+`redis://`, `rediss://` and `unix://` reach one server; `redis+cluster://host:port` (or
+`rediss+cluster://`) seeds a Redis Cluster client that discovers the other masters itself.
+Every ledger, session and SMPP script touches the keys of one hash tag only, so the same code
+runs on both; the cluster client is handed out under the single-server type because it offers
+the same command surface for single-slot commands.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any, cast
+from urllib.parse import urlsplit, urlunsplit
+
+import redis.asyncio as aioredis
+import redis.exceptions
+from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.commands.core import AsyncScript
+from redis.exceptions import NoScriptError
+from redis.typing import EncodableT, KeyT
+
+_CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
+
+
+class StoreUrlError(ValueError):
+    """A store URL the client cannot use; raised before any connection is made."""
+
+
+def is_cluster_url(url: str) -> bool:
+    return urlsplit(url).scheme in _CLUSTER_SCHEMES
+
+
+def cluster_seed_url(url: str) -> str:
+    """The plain URL of the seed node in a `redis+cluster://` URL."""
+    parts = urlsplit(url)
+    if parts.scheme not in _CLUSTER_SCHEMES:
+        raise StoreUrlError(f"not a cluster URL: {url!r}")
+    if not parts.hostname:
+        raise StoreUrlError(f"cluster URL needs host:port: {url!r}")
+    if parts.path not in ("", "/", "/0"):
+        raise StoreUrlError(f"a cluster has only database 0: {url!r}")
+    return urlunsplit((_CLUSTER_SCHEMES[parts.scheme], parts.netloc, "", parts.query, ""))
+
+
+class _ClusterScript(AsyncScript):
+    """A script that a node which does not know it yet runs by EVAL, on that node alone.
+
+    The stock fallback sends SCRIPT LOAD to every master, and many callers doing that at once
+    on a fresh cluster client trip over each other's connections; EVAL also caches the script on
+    the node, so the next EVALSHA there succeeds."""
+
+    async def __call__(
+        self,
+        keys: Sequence[KeyT] | None = None,
+        args: Iterable[EncodableT] | None = None,
+        client: Any = None,
+    ) -> Any:
+        keys = list(keys or [])
+        args = list(args or [])
+        target = client if client is not None else self.registered_client
+        try:
+            return await target.evalsha(self.sha, len(keys), *keys, *args)
+        except NoScriptError:
+            return await target.eval(cast(str, self.script), len(keys), *keys, *args)
+
+
+class StoreCluster(RedisCluster):
+    """RedisCluster whose scripts load themselves node by node (see _ClusterScript)."""
+
+    def register_script(self, script: str | bytes) -> AsyncScript:  # type: ignore[override]
+        return _ClusterScript(self, script)
+
+
+def is_cluster(client: object) -> bool:
+    return isinstance(client, RedisCluster)
+
+
+def open_store(
+    url: str,
+    *,
+    max_connections: int = 100,
+    timeout: float | None = None,
+    blocking_pool: bool = False,
+    retry_once: bool = False,
+) -> aioredis.Redis:
+    """A decoding client for `url`.
+
+    `timeout` bounds connect and each reply (None waits forever, for blocking reads).
+    `blocking_pool` makes a single-server client wait up to `timeout` for a free connection
+    instead of failing when the pool is full; a cluster client keeps `max_connections` per node.
+    `retry_once` retries a command once after a dropped connection, never after a timeout.
+    """
+    kwargs: dict[str, Any] = {"decode_responses": True}
+    if timeout is not None:
+        kwargs.update(socket_timeout=timeout, socket_connect_timeout=timeout)
+    if is_cluster_url(url):
+        # The cluster client keeps its own retry: it must follow MOVED/ASK redirections.
+        cluster = StoreCluster.from_url(
+            cluster_seed_url(url), max_connections=max_connections, **kwargs
+        )
+        return cast(aioredis.Redis, cluster)
+    if retry_once:
+        kwargs["retry"] = Retry(
+            NoBackoff(), 1, supported_errors=(redis.exceptions.ConnectionError,)
+        )
+    if blocking_pool:
+        pool = aioredis.BlockingConnectionPool.from_url(
+            url, max_connections=max_connections, timeout=timeout, **kwargs
+        )
+        return aioredis.Redis.from_pool(pool)
+    return aioredis.Redis.from_url(url, max_connections=max_connections, **kwargs)

@@ -1,0 +1,387 @@
+"""Closed cross-slot state is kept for the retention window of the ledger clock, then forgotten:
+on one Redis and on a three-master cluster. A repeat within the window answers the first result,
+after it the id names a new transfer; the keys of a subscriber shrink back to its open intents,
+and no step presented late (a verdict forgotten, an id reused) moves money twice."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable
+from typing import Any, ClassVar, TypeVar
+
+import pytest
+import redis.asyncio as aioredis
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
+
+from gateway.config import MoneyConfig
+from ledger.money import MoneyOps, MoneySettings
+from ledger.outcomes import Outcome
+from ledger.service import Ledger, LedgerSettings
+from ledger.store_client import open_store
+from ledger.transfers import (
+    RECOVERY_GRACE_S,
+    Intent,
+    applied_key,
+    claim_key,
+    closed_key,
+    intents_key,
+    queue_key,
+    verdict_expiry_key,
+    verdict_field,
+)
+
+pytestmark = pytest.mark.both_backends
+
+A, B, C = "+79160000001", "+79160000002", "+79160000003"
+T0 = 19676 * 86400.0
+RETENTION = 3600
+SETTINGS = MoneySettings(
+    transfer_min_kop=100,
+    transfer_max_kop=500_000,
+    transfer_daily_limit_kop=10_000_000,
+    transfer_fee_bp=100,
+    transfer_fee_min_kop=100,
+    transfer_retention_s=RETENTION,
+)
+FEE = 100  # of every amount below
+
+
+class Crash(Exception):
+    """The caller dies between two steps."""
+
+
+def crashing(redis_client: aioredis.Redis, step: str) -> MoneyOps:
+    async def hook(reached: str) -> None:
+        if reached == step:
+            raise Crash(step)
+
+    return MoneyOps(redis_client, SETTINGS, between_steps=hook)
+
+
+@pytest.fixture
+def ledger(redis_client: aioredis.Redis) -> Ledger:
+    return Ledger(redis_client, LedgerSettings(scrypt_n=2**10), money=SETTINGS)
+
+
+@pytest.fixture
+def money(ledger: Ledger) -> MoneyOps:
+    return ledger.money
+
+
+async def make(ledger: Ledger, *numbers: str, balance_kop: int = 1_000_000) -> None:
+    for number in numbers:
+        await ledger.put(number, {"balance_kop": balance_kop}, T0, "admin")
+
+
+async def balances(ledger: Ledger, *numbers: str) -> tuple[int, ...]:
+    found = []
+    for number in numbers:
+        sub = await ledger.get(number)
+        assert sub is not None
+        found.append(sub.balance_kop)
+    return tuple(found)
+
+
+async def count_ops(ledger: Ledger, msisdn: str, op: str, transfer_id: str) -> int:
+    entries = await ledger.journal(msisdn)
+    return sum(1 for e in entries if e["op"] == op and e.get("transfer_id") == transfer_id)
+
+
+async def transfer_keys(redis_client: aioredis.Redis, msisdn: str) -> dict[str, int]:
+    return {
+        "intents": int(await redis_client.hlen(intents_key(msisdn))),
+        "closed": int(await redis_client.zcard(closed_key(msisdn))),
+        "queue": int(await redis_client.zcard(queue_key(msisdn))),
+        "verdicts": int(await redis_client.hlen(applied_key(msisdn))),
+        "verdict_expiry": int(await redis_client.zcard(verdict_expiry_key(msisdn))),
+    }
+
+
+async def memory(redis_client: aioredis.Redis, *msisdns: str) -> int:
+    total = 0
+    for msisdn in msisdns:
+        for key in (intents_key(msisdn), closed_key(msisdn), applied_key(msisdn)):
+            total += int(await redis_client.memory_usage(key) or 0)
+    return total
+
+
+async def test_the_keys_shrink_back_to_the_open_intents_after_the_window(
+    ledger: Ledger, money: MoneyOps, redis_client: aioredis.Redis
+) -> None:
+    await make(ledger, A, B)
+    # One transfer left open by a caller that died, older than all the others.
+    with pytest.raises(Crash):
+        await crashing(redis_client, "held").transfer(A, B, 1000, T0, "api", "open")
+    for i in range(20):
+        assert (await money.transfer(A, B, 1000, T0 + 1 + i, "api", f"t-{i}")).ok
+    assert await transfer_keys(redis_client, A) == {
+        "intents": 21,
+        "closed": 20,
+        "queue": 1,
+        "verdicts": 0,
+        "verdict_expiry": 0,
+    }
+    assert await transfer_keys(redis_client, B) == {
+        "intents": 0,
+        "closed": 0,
+        "queue": 0,
+        "verdicts": 20,
+        "verdict_expiry": 20,
+    }
+    grown = await memory(redis_client, A, B)
+
+    # Past the window, the next transfer forgets old entries on its way (a few per step).
+    later = T0 + 100 + RETENTION
+    assert (await money.transfer(A, B, 1000, later, "api", "late")).ok
+    sender = await transfer_keys(redis_client, A)
+    assert (sender["intents"], sender["closed"], sender["queue"]) == (2, 1, 1)
+    assert (await transfer_keys(redis_client, B))["verdicts"] < 21
+
+    # An idle subscriber's state goes at once; what the window still covers stays.
+    await money.prune_transfers(B, later)
+    assert (await transfer_keys(redis_client, B))["verdicts"] == 1
+    much_later = later + RETENTION
+    for number in (A, B):
+        await money.prune_transfers(number, much_later)
+    assert await transfer_keys(redis_client, A) == {
+        "intents": 1,
+        "closed": 0,
+        "queue": 1,
+        "verdicts": 0,
+        "verdict_expiry": 0,
+    }
+    assert (await transfer_keys(redis_client, B))["verdicts"] == 0
+    assert await memory(redis_client, A, B) < grown
+
+    # The transfer open for longer than a window is refunded, not credited.
+    before = await balances(ledger, A, B)
+    assert await money.recover_transfers(much_later) == 1
+    assert await balances(ledger, A, B) == (before[0] + 1000 + FEE, before[1])
+    assert await count_ops(ledger, A, "transfer_refund", "open") == 1
+    assert await count_ops(ledger, B, "transfer_in", "open") == 0
+
+
+async def test_a_repeat_within_the_window_answers_the_first_result_then_the_id_is_new(
+    ledger: Ledger, money: MoneyOps, redis_client: aioredis.Redis
+) -> None:
+    await make(ledger, A, B)
+    first = await money.transfer(A, B, 1000, T0, "api", "r-1")
+    assert first.ok and first.values["duplicate"] is False
+    assert 0 < int(await redis_client.ttl(claim_key("r-1"))) <= RETENTION
+    edge = T0 + RETENTION - 1
+    again = await money.transfer(A, B, 1000, edge, "api", "r-1")
+    assert again.ok and again.values == {**first.values, "duplicate": True}
+    reused = await money.transfer(A, B, 2000, edge, "api", "r-1")
+    assert reused.outcome is Outcome.CONFLICT
+    assert await balances(ledger, A, B) == (1_000_000 - 1000 - FEE, 1_001_000)
+    assert (await money.transfer(A, B, 1000, T0 + 10, "api", "r-2")).ok
+    other = await money.transfer(C, B, 500, T0 + 20, "api", "r-2")
+    assert other.outcome is Outcome.CONFLICT
+
+    # After the window the same id is a new transfer: the money moves again.
+    anew = await money.transfer(A, B, 1000, T0 + RETENTION + 1, "api", "r-1")
+    assert anew.ok and anew.values["duplicate"] is False
+    assert await balances(ledger, A, B) == (1_000_000 - 3 * (1000 + FEE), 1_003_000)
+    assert await count_ops(ledger, B, "transfer_in", "r-1") == 2
+    # An id unused for a window may name other arguments, even another sender's transfer.
+    await make(ledger, C)
+    taken = await money.transfer(C, B, 500, T0 + RETENTION + 20, "api", "r-2")
+    assert taken.ok and taken.values["duplicate"] is False
+
+
+async def test_a_verdict_stays_while_its_intent_is_open(
+    ledger: Ledger, money: MoneyOps, redis_client: aioredis.Redis
+) -> None:
+    await make(ledger, A, B, C)
+    with pytest.raises(Crash):
+        await crashing(redis_client, "credited").transfer(A, B, 1000, T0, "api", "c-1")
+    far = T0 + 3 * RETENTION
+    # Credits to B long after forget only confirmed verdicts: c-1's is still needed.
+    assert (await money.transfer(C, B, 1000, far, "api", "other")).ok
+    await money.prune_transfers(B, far)
+    assert await redis_client.hexists(applied_key(B), verdict_field(A, "c-1"))
+    assert await money.recover_transfers(far) == 1
+    assert await balances(ledger, A, B) == (1_000_000 - 1000 - FEE, 1_002_000)
+    assert await count_ops(ledger, B, "transfer_in", "c-1") == 1
+    assert await count_ops(ledger, A, "transfer_refund", "c-1") == 0
+
+
+async def test_a_driver_that_slept_through_the_window_moves_nothing(
+    ledger: Ledger, money: MoneyOps, redis_client: aioredis.Redis
+) -> None:
+    await make(ledger, A, B)
+    with pytest.raises(Crash):
+        await crashing(redis_client, "held").transfer(A, B, 1000, T0, "api", "s-1")
+    stale = await money.moves.intent(A, "s-1")
+    assert stale is not None and stale.pending
+    assert await money.recover_transfers(T0 + RECOVERY_GRACE_S + 1) == 1
+    after_window = T0 + RETENTION + 100
+    for number in (A, B):
+        await money.prune_transfers(number, after_window)
+    assert await money.moves.intent(A, "s-1") is None
+    settled = await balances(ledger, A, B)
+
+    async def drive_stale(now: float) -> Any:
+        return await money.moves.drive(stale, now)
+
+    # Its verdict is forgotten: the recipient's floor refuses the late credit.
+    await drive_stale(after_window + 1)
+    assert await balances(ledger, A, B) == settled
+    # The id names a new transfer now, credited but not settled: the stale copy neither
+    # credits it again nor settles (refunds) it.
+    with pytest.raises(Crash):
+        await crashing(redis_client, "credited").transfer(
+            A, B, 1000, after_window + 2, "api", "s-1"
+        )
+    renewed = await balances(ledger, A, B)
+    await drive_stale(after_window + 3)
+    assert await balances(ledger, A, B) == renewed
+    assert await money.recover_transfers(after_window + 10) == 1
+    assert await balances(ledger, A, B) == renewed
+    assert await count_ops(ledger, B, "transfer_in", "s-1") == 2
+    assert await count_ops(ledger, A, "transfer_refund", "s-1") == 0
+    current = await money.moves.intent(A, "s-1")
+    assert current is not None and current.state == "done"
+
+
+async def test_group_changes_forget_their_closed_state_too(
+    ledger: Ledger, money: MoneyOps, redis_client: aioredis.Redis
+) -> None:
+    for number in (A, B):
+        await ledger.put(
+            number, {"balance_kop": 10_000, "services": ["number_management"]}, T0, "t"
+        )
+    assert (await money.group_add(A, B, T0, "ussd")).ok
+    assert (await money.group_remove(A, B, T0 + 1, "ussd")).ok
+    assert (await transfer_keys(redis_client, A))["intents"] == 2
+    assert (await transfer_keys(redis_client, B))["verdicts"] == 2
+    assert (await money.group_add(A, B, T0 + RETENTION + 10, "ussd")).ok
+    assert (await transfer_keys(redis_client, A))["intents"] == 1
+    assert (await transfer_keys(redis_client, B))["verdicts"] == 1
+
+
+def test_the_window_is_configured_with_the_money_settings() -> None:
+    assert MoneyConfig().settings().transfer_retention_s == 7 * 86400
+    assert MoneyConfig(transfer_retention_s=3600).settings().transfer_retention_s == 3600
+    with pytest.raises(ValueError, match="transfer_retention_s"):
+        MoneyConfig(transfer_retention_s=5)
+    with pytest.raises(ValueError, match="transfer_retention_s"):
+        MoneySettings(transfer_retention_s=0)
+
+
+# -- random interleavings with the clock jumping past the window ----------------------------------
+
+NUMBERS = (A, B, C)
+INITIAL = 50_000
+ids = st.sampled_from(["id-0", "id-1", "id-2"])
+amounts = st.sampled_from([100, 1000, 7000])
+T = TypeVar("T")
+
+
+class RetentionMachine(RuleBasedStateMachine):
+    """Transfers reusing a few ids, callers dying between steps, stale drivers, prunes and
+    recoveries while the ledger clock jumps past the window: the books always balance."""
+
+    url: ClassVar[str] = ""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.loop = asyncio.new_event_loop()
+        self.client = self.run(self._open())
+        self.ledger = Ledger(self.client, LedgerSettings(scrypt_n=2**10), money=SETTINGS)
+        self.money = self.ledger.money
+        self.now = T0
+        self.stale: list[Intent] = []
+        self.run(self.client.flushall())
+        for number in NUMBERS:
+            self.run(self.ledger.put(number, {"balance_kop": INITIAL}, T0, "t"))
+
+    async def _open(self) -> aioredis.Redis:
+        return open_store(self.url)
+
+    def run(self, coro: Awaitable[T]) -> T:
+        return self.loop.run_until_complete(coro)
+
+    def teardown(self) -> None:
+        self.run(self.client.flushall())
+        self.run(self.client.aclose())
+        self.loop.close()
+
+    @rule(
+        sender=st.sampled_from(NUMBERS),
+        recipient=st.sampled_from(NUMBERS),
+        amount=amounts,
+        transfer_id=ids,
+        crash=st.sampled_from([None, "held", "credited"]),
+    )
+    def transfer(
+        self, sender: str, recipient: str, amount: int, transfer_id: str, crash: str | None
+    ) -> None:
+        self.now += 1
+        ops = self.money if crash is None else crashing(self.client, crash)
+        try:
+            self.run(ops.transfer(sender, recipient, amount, self.now, "t", transfer_id))
+        except Crash:
+            left = self.run(self.money.moves.intent(sender, transfer_id))
+            assert left is not None and left.pending
+            self.stale.append(left)
+
+    @rule(msisdn=st.sampled_from(NUMBERS), block=st.booleans())
+    def block(self, msisdn: str, block: bool) -> None:
+        self.now += 1
+        change = self.money.voluntary_block if block else self.money.voluntary_unblock
+        self.run(change(msisdn, self.now, "t"))
+
+    @rule(seconds=st.sampled_from([RECOVERY_GRACE_S + 1, RETENTION / 2, RETENTION + 1]))
+    def time_passes(self, seconds: float) -> None:
+        self.now += seconds
+
+    @rule(msisdn=st.sampled_from(NUMBERS))
+    def prune(self, msisdn: str) -> None:
+        self.run(self.money.prune_transfers(msisdn, self.now))
+
+    @rule()
+    def recover(self) -> None:
+        self.run(self.money.recover_transfers(self.now))
+
+    @precondition(lambda self: bool(self.stale))
+    @rule(pick=st.integers(0, 100))
+    def a_stale_driver_wakes_up(self, pick: int) -> None:
+        self.run(self.money.moves.drive(self.stale[pick % len(self.stale)], self.now))
+
+    @invariant()
+    def the_books_balance(self) -> None:
+        balances = []
+        fees_kept = 0
+        for number in NUMBERS:
+            sub = self.run(self.ledger.get(number))
+            assert sub is not None and sub.balance_kop >= 0
+            balances.append(sub.balance_kop)
+            for entry in self.run(self.ledger.journal(number)):
+                if entry["op"] == "transfer_fee":
+                    fees_kept += int(entry["fee_kop"])
+                elif entry["op"] == "transfer_refund":
+                    fees_kept -= int(entry["fee_kop"])
+        in_flight = sum(
+            self.run(self.money.moves.held(i)) for i in self.run(self.money.moves.pending())
+        )
+        assert sum(balances) + in_flight + fees_kept == INITIAL * len(NUMBERS)
+
+
+def test_retention_keeps_the_books_through_reuse_and_late_steps(
+    store_url: str, redis_backend: str
+) -> None:
+    RetentionMachine.url = store_url
+    examples = 20 if redis_backend == "single" else 6
+    run_state_machine_as_test(
+        RetentionMachine,
+        settings=settings(max_examples=examples, stateful_step_count=25, deadline=None),
+    )
