@@ -157,9 +157,11 @@ class OfferOps:
         catalogue: Catalogue | None = None,
         *,
         between_steps: StepHook | None = None,
+        moves: CrossSlot | None = None,
     ) -> None:
         self._redis = redis
-        self._moves = CrossSlot(redis, between_steps=between_steps)
+        # Sharing the money side's CrossSlot keeps one retention window for every kind of move.
+        self._moves = moves if moves is not None else CrossSlot(redis, between_steps=between_steps)
         self._catalogue = catalogue if catalogue is not None else default_catalogue()
         self._tariff_packages = compact_json(
             {t.id: t.packages.model_dump() for t in self._catalogue.tariffs}

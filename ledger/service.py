@@ -130,7 +130,7 @@ class Ledger:
         self._settings = settings
         self.catalogue = catalogue if catalogue is not None else default_catalogue()
         self.money = MoneyOps(redis, money)
-        self.offers = OfferOps(redis, self.catalogue)
+        self.offers = OfferOps(redis, self.catalogue, moves=self.money.moves)
         self.detail = DetailOps(redis, self.catalogue)
         self._upsert = self._script("upsert.lua")
         self._set_service = self._script("set_service.lua")
