@@ -3,7 +3,7 @@
 kopeck and every point is accounted for by the journals, every balance is the replay of its
 journal, no balance went below zero, and the journals hold exactly what the clients were told.
 
-USSDSIM_LOAD_SECONDS sets the length of the load (default 50: with the start of four workers,
+USSDSIM_LOAD_SECONDS sets the length of the load (default 60: with the start of four workers,
 the audit and the stop, the test takes a little over a minute).
 """
 
@@ -32,7 +32,7 @@ from tests.integration.ledger_audit import (
     total,
 )
 
-LOAD_SECONDS = float(os.environ.get("USSDSIM_LOAD_SECONDS", "50"))
+LOAD_SECONDS = float(os.environ.get("USSDSIM_LOAD_SECONDS", "60"))
 WORKERS = 4
 MAIN = [f"+7916300{n:04d}" for n in range(24)]  # send and receive anything
 LOW = [f"+7916400{n:04d}" for n in range(6)]  # live on promised payments; receive nothing
