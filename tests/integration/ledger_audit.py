@@ -9,34 +9,20 @@ SIGKILL the server together with its workers and its embedded Redis.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ledger.embedded import free_port
+from tests.integration.http_support import healthy_within, request
 
 TOKEN = "audit-operator-token"
 USSDSIM = [sys.executable, "-m", "gateway.cli"]
-
-
-def request(url: str, method: str = "GET", body: Any = None) -> tuple[int, Any]:
-    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {TOKEN}"}
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, method=method, headers=headers)
-    try:
-        with urllib.request.urlopen(req, timeout=30) as resp:
-            return resp.status, json.loads(resp.read() or b"null")
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read() or b"null")
 
 
 class ServeProcess:
@@ -80,15 +66,10 @@ class ServeProcess:
             start_new_session=True,  # one group: server, workers, embedded Redis
         )
         self.log_path = log
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"server exited at start: {log.read_text()[-3000:]}")
-            try:
-                if request(self.url + "/healthz")[0] == 200:
-                    return
-            except OSError:
-                time.sleep(0.1)
+        if healthy_within(self.url, 60, self.proc):
+            return
+        if self.proc.poll() is not None:
+            raise AssertionError(f"server exited at start: {log.read_text()[-3000:]}")
         self.kill_group()
         raise AssertionError(f"server did not come up: {log.read_text()[-3000:]}")
 
@@ -153,7 +134,9 @@ def replay(msisdn: str, entries: list[dict[str, Any]]) -> Replay:
 
 
 def journal_of(url: str, msisdn: str) -> list[dict[str, Any]]:
-    status, body = request(f"{url}/v1/subscribers/{msisdn}/journal?limit=10000")
+    status, body = request(
+        f"{url}/v1/subscribers/{msisdn}/journal?limit=10000", token=TOKEN, timeout=30
+    )
     assert status == 200, body
     entries = list(body["entries"])
     assert len(entries) < 10000, "journal longer than one page: the audit would miss entries"
@@ -161,7 +144,7 @@ def journal_of(url: str, msisdn: str) -> list[dict[str, Any]]:
 
 
 def subscriber(url: str, msisdn: str) -> dict[str, Any]:
-    status, body = request(f"{url}/v1/subscribers/{msisdn}")
+    status, body = request(f"{url}/v1/subscribers/{msisdn}", token=TOKEN, timeout=30)
     assert status == 200, body
     return dict(body)
 

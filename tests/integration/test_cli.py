@@ -3,40 +3,21 @@ sms, menus check."""
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import signal
 import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from ledger.embedded import free_port
+from tests.integration.http_support import healthy_within, request
 
 TOKEN = "cli-test-token"
 USSDSIM = [sys.executable, "-m", "gateway.cli"]
-
-
-def request(
-    url: str, method: str = "GET", body: Any = None, token: bool = False
-) -> tuple[int, Any]:
-    headers = {"Content-Type": "application/json"}
-    if token:
-        headers["Authorization"] = f"Bearer {TOKEN}"
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, method=method, headers=headers)
-    try:
-        with urllib.request.urlopen(req, timeout=10) as resp:
-            return resp.status, json.loads(resp.read() or b"null")
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read() or b"null")
 
 
 class Server:
@@ -64,13 +45,8 @@ class Server:
             stderr=subprocess.STDOUT,
             text=True,
         )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if request(self.url + "/healthz")[0] == 200:
-                    return
-            except OSError:
-                time.sleep(0.1)
+        if healthy_within(self.url, 30):
+            return
         self.stop()
         raise AssertionError("server did not come up")
 
@@ -92,7 +68,7 @@ def test_serve_keeps_state_across_a_restart_and_stops_cleanly(tmp_path: Path) ->
     data = tmp_path / "data"
     first = Server(data)
     status, _ = request(
-        first.url + "/v1/subscribers/9161234567", "PUT", {"balance_kop": 4242}, token=True
+        first.url + "/v1/subscribers/9161234567", "PUT", {"balance_kop": 4242}, token=TOKEN
     )
     assert status == 201
     code, out = first.stop()
@@ -102,7 +78,7 @@ def test_serve_keeps_state_across_a_restart_and_stops_cleanly(tmp_path: Path) ->
 
     second = Server(data)
     try:
-        status, sub = request(second.url + "/v1/subscribers/+79161234567", token=True)
+        status, sub = request(second.url + "/v1/subscribers/+79161234567", token=TOKEN)
         assert status == 200 and sub["balance_kop"] == 4242
     finally:
         assert second.stop()[0] == 0
@@ -118,7 +94,7 @@ def test_dial_walks_a_menu_interactively(server: Server) -> None:
     )
     assert out.returncode == 0, out.stderr
     assert "session ended by the network" in out.stdout
-    status, sub = request(server.url + "/v1/subscribers/+79161234567", token=True)
+    status, sub = request(server.url + "/v1/subscribers/+79161234567", token=TOKEN)
     assert status == 200
     assert "number_management" in sub["services"]
 

@@ -29,16 +29,17 @@ from ledger.embedded import (
     redis_server_binary,
     stop_stale,
 )
+from tests.integration.http_support import request
 from tests.integration.ledger_audit import (
     TOKEN,
     USSDSIM,
     Replay,
     ServeProcess,
     audit,
-    request,
     subscriber,
     total,
 )
+from tests.integration.process_support import alive, survivors
 
 
 def _config(redis_url: str, data: Path, durability: str) -> Any:
@@ -69,23 +70,6 @@ def _sync_config_get(runtime: Runtime, name: str) -> dict[str, str]:
         return {str(k): str(v) for k, v in client.config_get(name).items()}
     finally:
         client.close()
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
-
-
-def _wait_gone(pid: int, timeout_s: float = 15.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if not _alive(pid):
-            return True
-        time.sleep(0.05)
-    return False
 
 
 # -- what strict means -----------------------------------------------------------------------------
@@ -156,7 +140,7 @@ def test_a_killed_server_takes_its_redis_along_and_restarts_on_the_same_data(
 
     os.kill(first.proc.pid, signal.SIGKILL)  # the server alone: its Redis is not told
     first.proc.wait()
-    assert _wait_gone(redis_pid), "the embedded Redis outlived its server"
+    assert not survivors([redis_pid], 15), "the embedded Redis outlived its server"
 
     second = ServeProcess(data, log=tmp_path / "serve.log")
     try:
@@ -217,10 +201,10 @@ def test_a_pid_file_naming_another_process_stops_nothing(tmp_path: Path) -> None
         for pid in (other.pid, elsewhere.pid):
             (data / PID_FILE).write_text(f"{pid}\n")
             assert stop_stale(data) is None
-            assert pid is not None and _alive(pid)
+            assert pid is not None and alive(pid)
         with EmbeddedRedis(data) as fresh:
-            assert fresh.pid is not None and _alive(fresh.pid)
-        assert _alive(other.pid)
+            assert fresh.pid is not None and alive(fresh.pid)
+        assert alive(other.pid)
     finally:
         other.kill()
         other.wait()
@@ -241,7 +225,13 @@ def _wait_for_redis(port: int) -> redis.Redis:
 
 
 def _put(url: str, msisdn: str, balance_kop: int) -> tuple[int, Any]:
-    return request(f"{url}/v1/subscribers/{msisdn}", "PUT", {"balance_kop": balance_kop})
+    return request(
+        f"{url}/v1/subscribers/{msisdn}",
+        "PUT",
+        {"balance_kop": balance_kop},
+        token=TOKEN,
+        timeout=30,
+    )
 
 
 # -- a server killed in the middle of a transfer load ------------------------------------------

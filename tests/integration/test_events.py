@@ -9,13 +9,13 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 
 import pytest
 
 from ledger.embedded import EmbeddedRedis, free_port
-from tests.integration.test_cli import TOKEN, USSDSIM, request
+from tests.integration.http_support import fetch, healthy_within, request
+from tests.integration.test_cli import TOKEN, USSDSIM
 
 
 class SharedServer:
@@ -37,13 +37,8 @@ class SharedServer:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if request(self.url + "/healthz")[0] == 200:
-                    return
-            except OSError:
-                time.sleep(0.1)
+        if healthy_within(self.url, 30):
+            return
         self.stop()
         raise AssertionError("server did not start")
 
@@ -53,12 +48,10 @@ class SharedServer:
             self.proc.wait(timeout=30)
 
     def events(self, query: str, last_id: str | None = None) -> str:
-        headers = {"Authorization": f"Bearer {TOKEN}"}
-        if last_id:
-            headers["Last-Event-ID"] = last_id
-        req = urllib.request.Request(f"{self.url}/v1/events?once=1&{query}", headers=headers)
-        with urllib.request.urlopen(req, timeout=10) as resp:
-            return resp.read().decode()
+        headers = {"Last-Event-ID": last_id} if last_id else {}
+        status, raw = fetch(f"{self.url}/v1/events?once=1&{query}", headers=headers, token=TOKEN)
+        assert status == 200, raw
+        return raw.decode()
 
 
 @pytest.fixture

@@ -19,6 +19,7 @@ from sms.smpp.codec import Framer, encode
 from sms.smpp.constants import HEADER_LENGTH, CommandId, Status
 from sms.smpp.esme import EsmeClient
 from sms.smpp.pdu import Pdu, make_pdu
+from tests.integration.background import Background
 from tests.integration.smpp_support import RawClient, Smsc, header, start_smsc
 
 SUB = "79161234567"
@@ -63,23 +64,12 @@ async def witness(smsc: Smsc) -> AsyncIterator[Witness]:
         yield w
 
 
-class Witness:
+class Witness(Background):
     """A well-behaved client submitting all along; every answer must be submit_sm_resp ROK."""
 
     def __init__(self, smsc: Smsc) -> None:
         self._smsc = smsc
         self.answers: list[tuple[str, int]] = []
-        self._task: asyncio.Task[None] | None = None
-
-    async def __aenter__(self) -> Witness:
-        self._task = asyncio.create_task(self._run())
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self._task is not None
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
 
     async def answered_since(self, seen: int) -> None:
         """Wait (boundedly) for an answer after the first `seen`; all answers so far are ROK."""

@@ -17,6 +17,7 @@ from ledger.embedded import EmbeddedRedis
 from sms.smpp.constants import Status
 from sms.smpp.esme import EsmeClient
 from sms.smpp.pdu import make_pdu
+from tests.integration.background import Background
 from tests.integration.conftest import Api, make_config, start_api
 from tests.integration.smpp_support import RawClient, Smsc, start_smsc
 
@@ -50,23 +51,12 @@ def error_of(raw_response: bytes) -> tuple[int, dict[str, Any]]:
     return status, json.loads(body)["error"]
 
 
-class Steady:
+class Steady(Background):
     """A normal client asking /healthz over and over on fresh connections."""
 
     def __init__(self, call: Callable[[], Awaitable[int]]) -> None:
         self._call = call
         self.statuses: list[int] = []
-        self._task: asyncio.Task[None] | None = None
-
-    async def __aenter__(self) -> Steady:
-        self._task = asyncio.create_task(self._run())
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self._task is not None
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
 
     async def _run(self) -> None:
         while True:

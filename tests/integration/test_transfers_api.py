@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from ledger.money import MoneyOps
+from tests.crash_support import Crash, crash_at
 from tests.integration.conftest import Api
 
 pytestmark = pytest.mark.both_backends
@@ -99,19 +100,10 @@ async def test_the_operator_token_is_required(api: Api) -> None:
     assert status == 401 and body["error"]["code"] == "unauthorized"
 
 
-class Crash(Exception):
-    pass
-
-
-async def crash_after_step_one(step: str) -> None:
-    if step == "held":
-        raise Crash(step)
-
-
 async def leave_half_done(api: Api, transfer_id: str, amount: int = 5_000) -> None:
     """A transfer whose server died after taking the money from the sender."""
     money = MoneyOps(
-        api.runtime.redis, api.runtime.ledger.money.settings, between_steps=crash_after_step_one
+        api.runtime.redis, api.runtime.ledger.money.settings, between_steps=crash_at("held")
     )
     with pytest.raises(Crash):
         await money.transfer(A, B, amount, await api.runtime.clock.now(), "admin", transfer_id)

@@ -33,6 +33,7 @@ from sms.smpp.constants import UssdServiceOp
 from sms.smpp.esme import EsmeClient
 from sms.smpp.pdu import Pdu, Tlv
 from sms.smpp.store import SmppStore
+from tests.integration.process_support import cmdline, descendants, survivors
 
 TOKEN = "workers-test-token"
 NUMBER = "+79161234567"
@@ -188,40 +189,6 @@ def test_a_taken_port_stops_the_start_before_any_worker(tmp_path: Path) -> None:
     assert not (tmp_path / "data").exists(), "no store was started"
 
 
-def _children(pid: int) -> list[int]:
-    """Every live descendant of `pid` (from /proc)."""
-    parents: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
-    found, frontier = [], [pid]
-    while frontier:
-        parent = frontier.pop()
-        kids = [p for p, pp in parents.items() if pp == parent]
-        found += kids
-        frontier += kids
-    return found
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
-
-
-def _cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-    except OSError:
-        return ""
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     tmp = tmp_path_factory.mktemp("workers")
@@ -255,7 +222,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 def test_both_workers_answer_on_one_port(server: Server) -> None:
     pids = {int(p) for p in server.by_worker}
     assert len(pids) == 2
-    assert pids <= set(_children(server.proc.pid)), "the workers are the server's processes"
+    assert pids <= set(descendants(server.proc.pid)), "the workers are the server's processes"
 
 
 def test_a_ussd_session_continues_on_whichever_worker_gets_the_step(server: Server) -> None:
@@ -383,7 +350,7 @@ def test_a_worker_that_dies_is_replaced(server: Server) -> None:
 
 
 def test_sigterm_stops_the_workers_and_the_embedded_redis(server: Server) -> None:
-    processes = _children(server.proc.pid)
+    processes = descendants(server.proc.pid)
     assert len(processes) >= 3, "two workers and a redis-server at least"
     server.proc.send_signal(signal.SIGTERM)
     out, _ = server.proc.communicate(timeout=30)
@@ -391,8 +358,5 @@ def test_sigterm_stops_the_workers_and_the_embedded_redis(server: Server) -> Non
     assert "exited with -9; started pid" in out, "the replaced worker was logged"
     # the supervisor has reaped its children; a helper of the multiprocessing library may take a
     # moment longer to notice its parent is gone
-    deadline = time.monotonic() + 10
-    while [pid for pid in processes if _alive(pid)] and time.monotonic() < deadline:
-        time.sleep(0.1)
-    left = {pid: _cmdline(pid) for pid in processes if _alive(pid)}
+    left = {pid: cmdline(pid) for pid in survivors(processes, 10)}
     assert not left

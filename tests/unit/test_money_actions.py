@@ -15,6 +15,7 @@ from ledger.money import MoneyOps, MoneySettings
 from ledger.passwords import policy_violation
 from ledger.service import Ledger, LedgerSettings
 from sms.encoding import ussd_fits
+from tests.crash_support import Crash, crash_at
 
 T0 = 1_767_243_600.0  # 2026-01-01T05:00:00Z
 
@@ -74,15 +75,6 @@ def test_history_lines_fit_a_page_and_respect_the_count(
     assert all(ussd_fits(f"{line}\n99 Далее") for line in lines)
 
 
-class Crash(Exception):
-    """The caller dies between two steps of a move."""
-
-
-async def _crash_after_hold(reached: str) -> None:
-    if reached == "held":
-        raise Crash(reached)
-
-
 async def test_history_names_the_refund_of_a_refused_transfer_and_top_up(
     redis_client: aioredis.Redis,
 ) -> None:
@@ -93,7 +85,7 @@ async def test_history_names_the_refund_of_a_refused_transfer_and_top_up(
         fields = {"balance_kop": 10_000, "services": ["number_management"]}
         await ledger.put(number, fields, T0, "admin")
     assert (await ledger.money.group_add(main, member, T0, "ussd")).ok
-    dying = MoneyOps(redis_client, money, between_steps=_crash_after_hold)
+    dying = MoneyOps(redis_client, money, between_steps=crash_at("held"))
     # Both moves leave their money in an intent; the member is blocked before they complete.
     with pytest.raises(Crash):
         await dying.transfer(main, member, 1000, T0 + 60, "ussd")

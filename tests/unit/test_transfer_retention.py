@@ -37,6 +37,7 @@ from ledger.transfers import (
     verdict_expiry_key,
     verdict_field,
 )
+from tests.crash_support import Crash, crash_at
 
 pytestmark = pytest.mark.both_backends
 
@@ -54,16 +55,8 @@ SETTINGS = MoneySettings(
 FEE = 100  # of every amount below
 
 
-class Crash(Exception):
-    """The caller dies between two steps."""
-
-
 def crashing(redis_client: aioredis.Redis, step: str) -> MoneyOps:
-    async def hook(reached: str) -> None:
-        if reached == step:
-            raise Crash(step)
-
-    return MoneyOps(redis_client, SETTINGS, between_steps=hook)
+    return MoneyOps(redis_client, SETTINGS, between_steps=crash_at(step))
 
 
 @pytest.fixture

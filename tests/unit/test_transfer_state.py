@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import json
 from collections.abc import Awaitable
-from typing import Any, ClassVar, TypeVar
+from typing import ClassVar, TypeVar
 
 import pytest
 import redis.asyncio as aioredis
@@ -37,6 +37,7 @@ from ledger.outcomes import Outcome
 from ledger.service import Ledger, LedgerSettings
 from ledger.store_client import open_store
 from ledger.transfers import RECOVERY_GRACE_S, Intent, intents_key
+from tests.crash_support import Crash, crash_at
 
 pytestmark = pytest.mark.both_backends
 
@@ -56,18 +57,6 @@ numbers = st.sampled_from(NUMBERS)
 amounts = st.sampled_from([100, 999, 2500, 7000])
 crashes = st.sampled_from([None, None, "held", "credited"])
 T = TypeVar("T")
-
-
-class Crash(Exception):
-    pass
-
-
-def crash_at(step: str | None) -> Any:
-    async def hook(reached: str) -> None:
-        if reached == step:
-            raise Crash(step)
-
-    return None if step is None else hook
 
 
 class TransferMachine(RuleBasedStateMachine):

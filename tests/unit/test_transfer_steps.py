@@ -23,6 +23,8 @@ from ledger.transfers import (
     index_key,
     intents_key,
 )
+from tests.crash_support import Crash, crash_at
+from tests.unit.test_money_ops import balance, ops
 
 pytestmark = pytest.mark.both_backends
 
@@ -37,18 +39,6 @@ SETTINGS = MoneySettings(
     transfer_fee_min_kop=500,
     group_join_delay_s=600,
 )
-
-
-class Crash(Exception):
-    """The caller dies between two steps."""
-
-
-def crash_at(step: str) -> Any:
-    async def hook(reached: str) -> None:
-        if reached == step:
-            raise Crash(step)
-
-    return hook
 
 
 @pytest.fixture
@@ -74,16 +64,6 @@ async def clients(store_url: str) -> AsyncIterator[list[aioredis.Redis]]:
     yield opened
     for client in opened:
         await client.aclose()
-
-
-async def balance(ledger: Ledger, msisdn: str) -> int:
-    sub = await ledger.get(msisdn)
-    assert sub is not None
-    return sub.balance_kop
-
-
-async def ops(ledger: Ledger, msisdn: str) -> list[str]:
-    return [e["op"] for e in await ledger.journal(msisdn)]
 
 
 async def make(ledger: Ledger, msisdn: str, **fields: Any) -> None:
