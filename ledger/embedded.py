@@ -194,6 +194,10 @@ class EmbeddedRedis:
             self.fsync,
             "--save",
             "",
+            # A session's menu state (~140 bytes) and a payment record exceed the default
+            # 64-byte limit of the compact hash encoding; at 256 a session takes ~410 B, not ~1140.
+            "--hash-max-ziplist-value",
+            "256",
             "--daemonize",
             "no",
             "--logfile",

@@ -287,7 +287,11 @@ def test_any_sms_text(
 
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | typed,
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | typed,
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(typed, inner, max_size=3),
     max_leaves=8,
 )
