@@ -319,6 +319,24 @@ def _no_retry_client(url: str) -> aioredis.Redis:
     return open_store(url)
 
 
+def _stored(persona: Persona) -> str:
+    # A fresh revision restarts the persona's random stream in every process, even when the
+    # same persona is set again.
+    return json.dumps(
+        {"persona": persona.model_dump(exclude_none=True), "rev": secrets.token_hex(6)},
+        separators=(",", ":"),
+    )
+
+
+async def apply_config_personas(redis: aioredis.Redis, personas: Mapping[str, Persona]) -> None:
+    """The configuration's personas (checked by `config_problems`), written once per server
+    run: by the single process, or by the supervisor before it spawns its workers. A worker
+    that starts later (a replacement) only reads them, so an operator's removal or a running
+    random stream survives it."""
+    for scope, persona in personas.items():
+        await redis.hset(FAULTS_KEY, scope, _stored(persona))
+
+
 async def _outside_batch(coro: Any) -> None:
     """Run `coro` in a fresh context: an event emitted there is written now, not at the end of
     the request (whose end may fall inside a store outage)."""
@@ -427,8 +445,8 @@ class FaultBook:
 
     async def apply(self, personas: Mapping[str, Persona]) -> None:
         """The configuration's personas (checked by `config_problems`), set at start."""
-        for scope, persona in personas.items():
-            await self._store(scope, persona)
+        await apply_config_personas(self._redis, personas)
+        await self.all()
 
     async def close(self) -> None:
         for task in list(self._outages):
@@ -438,13 +456,7 @@ class FaultBook:
                 await task
 
     async def _store(self, scope: str, persona: Persona) -> None:
-        # A fresh revision restarts the persona's random stream in every process, even when the
-        # same persona is set again.
-        value = json.dumps(
-            {"persona": persona.model_dump(exclude_none=True), "rev": secrets.token_hex(6)},
-            separators=(",", ":"),
-        )
-        await self._redis.hset(FAULTS_KEY, scope, value)
+        await self._redis.hset(FAULTS_KEY, scope, _stored(persona))
         await self.all()
 
     async def _check_outage_possible(self) -> None:

@@ -154,7 +154,9 @@ class Runtime:
                 accounts=[a.system_id for a in config.smpp.accounts],
                 routes=[r.code for r in config.routes],
             )
-            await runtime.faults.apply(config.faults)
+            if worker is None:
+                await runtime.faults.apply(config.faults)
+            # else: the supervisor applied them once for the whole run; a worker only reads
             runtime.ussd.faults = runtime.faults
             if runtime.smsc is not None:
                 runtime.smsc.faults = runtime.faults

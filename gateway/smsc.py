@@ -39,6 +39,7 @@ from ledger.numbers import InvalidNumber, normalize_msisdn
 from sms.encoding import SMS_SINGLE, TextTooLong, gsm7_septets, plan_sms
 from sms.inbox import Inbox, Message
 from sms.smpp.accounts import Account, AccountBook
+from sms.smpp.bind_leases import RENEW_EVERY_S, BindLeases
 from sms.smpp.coding import CodingError, data_coding_for, decode_text, encode_text
 from sms.smpp.constants import EsmClass, MessageState, RegisteredDelivery, Status
 from sms.smpp.esme import UpstreamForwarder
@@ -165,6 +166,16 @@ class _Prepared:
     source_addr: str
 
 
+@dataclass
+class _Claim:
+    """A connection's place among its account's binds: granted by the store, refused, or
+    None when the store did not answer."""
+
+    system_id: str
+    conn_id: str
+    granted: bool | None = None
+
+
 class _Budget:
     """Messages a batch may still send (a share of a bucket kept elsewhere)."""
 
@@ -234,6 +245,11 @@ class Smsc:
         self._bind_messages: weakref.WeakKeyDictionary[Connection, int] = (
             weakref.WeakKeyDictionary()
         )
+        # max_binds is counted in Redis across all workers; a lease per bound connection
+        self.bind_leases = BindLeases(store.redis)
+        self._claims: dict[Connection, _Claim] = {}
+        self._lease_ids = itertools.count(1)
+        self._renewer: asyncio.Task[None] | None = None
 
     # --- lifecycle ------------------------------------------------------------------------
     async def start(self) -> tuple[str, int]:
@@ -249,6 +265,8 @@ class Smsc:
                     "smpp %s: %d unacknowledged deliver_sm put back in the queue", system_id, moved
                 )
         address = await self.server.start()
+        if any(a.max_binds for a in self._config.smpp.accounts):
+            self._renewer = asyncio.create_task(self._renew_leases(), name="smpp-bind-leases")
         if self._shared:
             self._listener = asyncio.create_task(self._listen_for_wakes(), name="smpp-wakes")
         for companion in self.companions:
@@ -262,6 +280,8 @@ class Smsc:
         tasks = [*self._deliverers.values(), *self._retries]
         if self._listener is not None:
             tasks.append(self._listener)
+        if self._renewer is not None:
+            tasks.append(self._renewer)
         for task in tasks:
             task.cancel()
         for task in tasks:
@@ -288,9 +308,42 @@ class Smsc:
 
     # --- SmscApplication ------------------------------------------------------------------
     def authenticate(self, conn: Connection, system_id: str, password: str, bind_type: str) -> int:
-        return self.accounts.authenticate(
-            system_id, password, bind_type, binds=len(self.server.bound(system_id))
-        )
+        claim = self._claims.get(conn)
+        if claim is not None and claim.system_id == system_id and claim.granted is not None:
+            account = self.accounts.get(system_id)
+            binds = 0 if claim.granted or account is None else account.max_binds
+        else:  # no answer from the store: this process's own binds at least
+            binds = len(self.server.bound(system_id))
+        return self.accounts.authenticate(system_id, password, bind_type, binds=binds)
+
+    async def claim_bind(self, conn: Connection, system_id: str) -> None:
+        account = self.accounts.get(system_id)
+        if account is None or not account.max_binds:
+            return
+        claim = _Claim(system_id, f"{self._prefix}:{next(self._lease_ids)}")
+        with contextlib.suppress(redis.exceptions.RedisError):
+            claim.granted = await self.bind_leases.claim(
+                system_id, claim.conn_id, account.max_binds, time.time()
+            )
+        self._claims[conn] = claim
+
+    async def release_bind(self, conn: Connection) -> None:
+        claim = self._claims.pop(conn, None)
+        if claim is not None and claim.granted:
+            with contextlib.suppress(redis.exceptions.RedisError):
+                await self.bind_leases.release(claim.system_id, claim.conn_id)
+
+    async def _renew_leases(self) -> None:
+        """Every bound connection of this process keeps its place; a dead process's lapse."""
+        while True:
+            await asyncio.sleep(RENEW_EVERY_S)
+            held: dict[str, list[str]] = {}
+            for claim in self._claims.values():
+                if claim.granted:
+                    held.setdefault(claim.system_id, []).append(claim.conn_id)
+            for system_id, conn_ids in held.items():
+                with contextlib.suppress(redis.exceptions.RedisError):
+                    await self.bind_leases.renew(system_id, conn_ids, time.time())
 
     async def admit_bind(self, conn: Connection, system_id: str) -> int:
         if self.abuse is None:

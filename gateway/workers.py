@@ -36,6 +36,7 @@ from types import FrameType
 from redis.exceptions import RedisError
 
 from gateway.config import Config, resolve_path
+from gateway.faults import apply_config_personas, config_problems
 from gateway.metrics import MULTIPROC_ENV
 from ledger.embedded import EmbeddedRedis, EmbeddedRedisError
 from ledger.store_client import open_store
@@ -113,6 +114,10 @@ class Supervisor:
             url = self.embedded.url
         if smpp.accounts:
             asyncio.run(_recover_deliveries(url, [a.system_id for a in smpp.accounts]))
+        if config.faults and not _fault_problems(config):
+            # once per run: a worker started later must not undo an operator's change
+            # (with problems, every worker refuses to start and says why)
+            asyncio.run(_apply_faults(url, config))
         self._metrics_dir = tempfile.mkdtemp(prefix="ussdsim-metrics-")
         # Spawned workers inherit the environment: the library reads this at import time.
         os.environ[MULTIPROC_ENV] = self._metrics_dir
@@ -299,6 +304,22 @@ async def _recover_deliveries(url: str, accounts: list[str]) -> None:
                 log.info(
                     "smpp %s: %d unacknowledged deliver_sm put back in the queue", account, moved
                 )
+    finally:
+        await client.aclose()
+
+
+def _fault_problems(config: Config) -> list[str]:
+    return config_problems(
+        config.faults,
+        accounts=[a.system_id for a in config.smpp.accounts],
+        routes=[r.code for r in config.routes],
+    )
+
+
+async def _apply_faults(url: str, config: Config) -> None:
+    client = open_store(url, max_connections=4)
+    try:
+        await apply_config_personas(client, config.faults)
     finally:
         await client.aclose()
 

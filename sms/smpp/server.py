@@ -84,6 +84,14 @@ class SmscApplication(Protocol):
         """A bind was refused for its credentials: count it against the address and system_id."""
         ...
 
+    async def claim_bind(self, conn: Connection, system_id: str) -> None:
+        """Before `authenticate`: take a place among the account's binds, if there is one."""
+        ...
+
+    async def release_bind(self, conn: Connection) -> None:
+        """The place `claim_bind` took goes back: the bind was refused or the connection ended."""
+        ...
+
 
 class ConnectionLost(Exception):
     pass
@@ -215,10 +223,16 @@ class Connection:
         """A bind passes the failed-bind limits first; one they refuse is answered without its
         password being compared, and the connection closes."""
         session = self.session
+        claimed = False
         if session.state is BindState.OPEN:
             self._forced_refusal = await self._app.admit_bind(self, _bind_system_id(pdu))
+            if not self._forced_refusal:
+                await self._app.claim_bind(self, _bind_system_id(pdu))
+                claimed = True
         forced, events = self._forced_refusal, session.receive_data(pdu)
         self._forced_refusal = 0
+        if claimed and not any(isinstance(event, Bound) for event in events):
+            await self._app.release_bind(self)
         for event in events:
             if not isinstance(event, BindRejected):
                 continue
@@ -387,6 +401,8 @@ class Connection:
         for future in self._waiting.values():
             if not future.done():
                 future.set_exception(ConnectionLost(self.peer))
+        with contextlib.suppress(Exception):
+            await self._app.release_bind(self)  # before the ESME sees the close and binds again
         self._writer.close()
         with contextlib.suppress(Exception):
             await self._writer.wait_closed()

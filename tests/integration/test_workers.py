@@ -7,6 +7,7 @@ The tests share one server and run in the order written (the last one stops it).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import http.client
 import json
 import os
@@ -29,11 +30,12 @@ from hypothesis import strategies as st
 
 from gateway.texts import GATEWAY_TEXTS
 from ledger.embedded import free_port
-from sms.smpp.constants import UssdServiceOp
+from sms.smpp.constants import Status, UssdServiceOp
 from sms.smpp.esme import EsmeClient
 from sms.smpp.pdu import Pdu, Tlv
 from sms.smpp.store import SmppStore
 from tests.integration.process_support import cmdline, descendants, survivors
+from tests.integration.smpp_support import RawClient
 
 TOKEN = "workers-test-token"
 NUMBER = "+79161234567"
@@ -45,9 +47,12 @@ smpp:
       password: secret
       short_numbers: ["7777"]
       window: 32
+    - {system_id: solo, password: pw, max_binds: 1}
 routes:
   - {code: "*111#", menu: selfcare}
   - {code: "*500#", smpp: shop, timeout_s: 5}
+faults:
+  "smpp:solo": {drop: {}}
 """
 
 
@@ -335,8 +340,47 @@ def test_metrics_on_one_worker_count_what_the_other_served(server: Server) -> No
     assert _healthz_count(after) - _healthz_count(before) == 7
 
 
-def test_a_worker_that_dies_is_replaced(server: Server) -> None:
-    victim = next(iter(server.by_worker))
+def _serving_worker(server: Server, client: RawClient) -> str:
+    """The pid of the worker that accepted `client`'s connection, from /proc."""
+    client_port = client.writer.get_extra_info("sockname")[1]
+    for _ in range(100):
+        inodes = set()
+        for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+            fields = line.split()
+            local, remote = (int(f.rsplit(":", 1)[1], 16) for f in fields[1:3])
+            if (local, remote) == (server.smpp_port, client_port):
+                inodes.add(f"socket:[{fields[9]}]")
+        for pid in server.by_worker:
+            with contextlib.suppress(OSError):
+                fds = Path(f"/proc/{pid}/fd")
+                if any(os.readlink(fd) in inodes for fd in fds.iterdir()):
+                    return pid
+        time.sleep(0.02)  # accepted a moment after our connect returned
+    raise AssertionError(f"no worker holds the connection from port {client_port}")
+
+
+async def _smpp_client(server: Server) -> RawClient:
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.smpp_port)
+    return RawClient(reader, writer)
+
+
+async def test_max_binds_holds_for_all_workers_together(server: Server) -> None:
+    clients: list[RawClient] = []
+    statuses: list[int] = []
+    workers: set[str] = set()
+    while len(workers) < 2 or len(clients) < 4:
+        assert len(clients) < 40, "the kernel sent every connection to one worker"
+        client = await _smpp_client(server)
+        clients.append(client)
+        workers.add(_serving_worker(server, client))
+        statuses.append((await client.bind("solo", "pw")).status)
+    assert statuses[0] == Status.ROK
+    assert set(statuses[1:]) == {Status.RBINDFAIL}, "max_binds 1: one bind for both workers"
+    for client in clients:
+        await client.close()
+
+
+def _replace_a_worker(server: Server, victim: str) -> None:
     os.kill(int(victim), signal.SIGKILL)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -347,6 +391,35 @@ def test_a_worker_that_dies_is_replaced(server: Server) -> None:
         except (OSError, http.client.HTTPException, AssertionError):
             time.sleep(0.2)
     assert len(server.by_worker) == 2 and victim not in server.by_worker
+
+
+def test_a_worker_that_dies_is_replaced(server: Server) -> None:
+    _replace_a_worker(server, next(iter(server.by_worker)))
+
+
+async def test_a_dead_workers_bind_lapses_and_a_deleted_persona_stays_deleted(
+    server: Server,
+) -> None:
+    conn = next(iter(server.by_worker.values()))
+    status, _, _ = server.call(conn, "DELETE", "/v1/faults/smpp:solo")
+    assert status == 204
+    holder = await _smpp_client(server)
+    assert (await holder.bind("solo", "pw")).status == Status.ROK
+    await asyncio.to_thread(_replace_a_worker, server, _serving_worker(server, holder))
+    await holder.close()
+    for conn in server.by_worker.values():
+        status, _, personas = server.call(conn, "GET", "/v1/faults")
+        assert (status, personas) == (200, {"faults": {}})
+    # the killed worker never unbound: its place comes back once its lease lapses
+    deadline = time.monotonic() + 30
+    while True:
+        client = await _smpp_client(server)
+        bound = (await client.bind("solo", "pw")).status == Status.ROK
+        await client.close()
+        if bound:
+            break
+        assert time.monotonic() < deadline, "the dead worker's bind never lapsed"
+        await asyncio.sleep(0.5)
 
 
 def test_sigterm_stops_the_workers_and_the_embedded_redis(server: Server) -> None:
