@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import struct
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,7 +31,7 @@ class Smsc:
 
 
 async def start_smsc(
-    redis_url: str, extra: dict[tuple[str, ...], Any] | None = None
+    redis_url: str, extra: Mapping[tuple[str, ...], Any] | None = None
 ) -> AsyncIterator[Smsc]:
     port = free_port()
     overrides: dict[tuple[str, ...], Any] = {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from tests.integration.conftest import Api
 
@@ -16,7 +17,7 @@ def only_code(text: str) -> str:
     return str(codes[0])
 
 
-async def login(api: Api, password: str, msisdn: str = NUMBER) -> tuple[int, dict]:
+async def login(api: Api, password: str, msisdn: str = NUMBER) -> tuple[int, Any]:
     return await api.call(
         "POST", f"/v1/subscribers/{msisdn}/login", {"password": password}, operator=True
     )

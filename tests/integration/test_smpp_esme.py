@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 import smpp34
@@ -21,7 +22,7 @@ async def test_password_sms_is_forwarded_to_the_upstream_smsc(
     port = free_port()
     upstream = smpp34.Server("127.0.0.1", port, system_id="upstream")  # a third-party SMSC
     await upstream.start()
-    config = {
+    config: dict[tuple[str, ...], Any] = {
         ("smpp", "upstream"): {"address": f"127.0.0.1:{port}", "system_id": "sim", "password": "pw"}
     }
     try:
@@ -39,6 +40,7 @@ async def test_password_sms_is_forwarded_to_the_upstream_smsc(
             [stored] = await smsc.api.inbox("+" + SUB)
     finally:
         await upstream.stop()
+    assert submit is not None
     assert (submit.destination_addr, submit.source_addr) == (SUB, "3339")
     assert submit.data_coding == 8
     assert submit.short_message.decode("utf-16-be") == stored["text"]  # the same password SMS

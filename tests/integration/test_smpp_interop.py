@@ -52,9 +52,9 @@ async def smpp34_session(smsc: Smsc) -> smpp34.Smsc:
 
 async def test_smpp34_mt_gsm_and_ucs2_with_receipts(smsc: Smsc) -> None:
     link = await smpp34_session(smsc)
-    ids = []
+    ids: list[str] = []
     resp = await link.submit_sm(SUB, "Hello from smpp34".encode("gsm03.38"), registered_delivery=1)
-    ids.append(resp.message_id)
+    ids.append(str(resp.message_id))
     octets = UCS2_LONG.encode("utf-16-be")
     chunks = [octets[i : i + 134] for i in range(0, len(octets), 134)]
     for seq, chunk in enumerate(chunks, 1):
@@ -66,14 +66,14 @@ async def test_smpp34_mt_gsm_and_ucs2_with_receipts(smsc: Smsc) -> None:
             registered_delivery=1,
         )
         assert resp.is_success
-        ids.append(resp.message_id)
+        ids.append(str(resp.message_id))
     receipts = []
     for _ in ids:
         event = await asyncio.wait_for(link.next(), 5)
         assert isinstance(event, smpp34.DeliverSmEvent)
         receipts.append(parse_receipt_text(event.short_message.decode()))
     await link.unbind()
-    assert sorted(r.message_id for r in receipts) == sorted(ids)
+    assert sorted(str(r.message_id) for r in receipts) == sorted(ids)
     assert {r.stat for r in receipts} == {"DELIVRD"}
     assert await inbox_texts(smsc) == ["Hello from smpp34", UCS2_LONG]
 
@@ -144,7 +144,7 @@ async def test_smpplib_mt_receipts_and_mo(smsc: Smsc) -> None:
 # --- aiosmpplib -------------------------------------------------------------------------------
 
 
-class Collect(AbstractHook):
+class Collect(AbstractHook):  # type: ignore[misc]  # aiosmpplib ships no type information
     def __init__(self) -> None:
         self.messages: asyncio.Queue[SmppMessage] = asyncio.Queue()
 

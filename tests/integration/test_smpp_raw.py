@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
@@ -201,7 +202,10 @@ async def test_window_wait_mode_answers_everything(smsc: Smsc) -> None:
 async def test_quiet_peer_gets_enquire_link_then_unbind(
     redis_server: EmbeddedRedis, redis_client: object
 ) -> None:
-    timers = {("smpp", "enquire_interval_s"): 0.2, ("smpp", "inactivity_s"): 0.6}
+    timers: dict[tuple[str, ...], Any] = {
+        ("smpp", "enquire_interval_s"): 0.2,
+        ("smpp", "inactivity_s"): 0.6,
+    }
     async for s in start_smsc(redis_server.url, timers):
         raw = await RawClient.open(s)
         await raw.bind()

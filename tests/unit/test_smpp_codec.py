@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 import smpp34
-import smpplib.smpp  # type: ignore[import-untyped]
+import smpplib.smpp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
