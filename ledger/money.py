@@ -41,7 +41,9 @@ from ledger.transfers import (
     Intent,
     StepHook,
     check_transfer_id,
+    intents_key,
     new_transfer_id,
+    parse_intent,
 )
 
 DAY_S: Final = 86400
@@ -195,6 +197,10 @@ def _base_entry(msisdn: str, now: float, actor: str) -> str:
     return compact_json(
         {"id": uuid.uuid4().hex, "at": iso_utc(now), "ts": now, "actor": actor, "msisdn": msisdn}
     )
+
+
+# A caller-chosen id that already names another transfer within its window.
+_ID_REUSED: Final = Result(Outcome.CONFLICT, {"reason": "transfer_id_reused"})
 
 
 def _to_result(answer: Answer) -> Result:
@@ -369,15 +375,21 @@ class MoneyOps:
         fee = transfer_fee(amount, settings)
         if transfer_id is None:
             transfer_id = new_transfer_id()
-        else:
-            known = await self._known(transfer_id, sender, recipient, amount, now)
-            if isinstance(known, Result):
-                return known
-            if known is not None:
-                return _move_result(await self._moves.drive(known, now), duplicate=True)
-        refusal = await self._transfer_refusal(sender, recipient, amount, fee, now)
+        elif not await self._moves.claim(
+            transfer_id, f"transfer {sender} {recipient} {amount}", now
+        ):
+            return _ID_REUSED
+        known, refusal, indexed = await self._transfer_check(
+            sender, recipient, transfer_id, amount, fee, now
+        )
         if refusal is not None:
+            # Only an entry this call added goes: one already there may be another caller's.
+            if indexed:
+                await self._moves.unindex(sender, transfer_id)
             return refusal
+        if known is not None:
+            # Its entry (pending) was there already; a closed one leaves it again in `drive`.
+            return _move_result(await self._moves.drive(known, now), duplicate=True)
         done = await self._moves.move(
             "transfer",
             transfer_id,
@@ -389,44 +401,67 @@ class MoneyOps:
             fee=fee,
             day=utc_day(now),
             daily_limit=settings.transfer_daily_limit_kop,
+            indexed=True,
         )
         if isinstance(done, Answer):
             return _to_result(done)
         intent, created = done
         return _move_result(intent, duplicate=not created)
 
-    async def _known(
-        self, transfer_id: str, sender: str, recipient: str, amount: int, now: float
+    @staticmethod
+    def _known(
+        intent: Intent | None, recipient: str, amount: int, now: float
     ) -> Intent | Result | None:
-        """The intent a caller-chosen id already names, a conflict, or None when it is new
-        (never used, or its transfer closed longer than the retention window ago)."""
-        conflict = Result(Outcome.CONFLICT, {"reason": "transfer_id_reused"})
-        fingerprint = f"transfer {sender} {recipient} {amount}"
-        if not await self._moves.claim(transfer_id, fingerprint, now):
-            return conflict
-        intent = await self._moves.intent(sender, transfer_id)
+        """The live intent an id already names, a conflict, or None when it is new (never
+        used, or its transfer closed longer than the retention window ago)."""
         if intent is None or intent.expired(now):
             return None
         # The claim's Redis TTL runs on wall time: the intent itself tells a reuse apart too.
         if (intent.kind, intent.recipient, intent.amount) != ("transfer", recipient, amount):
-            return conflict
+            return _ID_REUSED
         return intent
 
-    async def _transfer_refusal(
-        self, sender: str, recipient: str, amount: int, fee: int, now: float
+    async def _transfer_check(
+        self, sender: str, recipient: str, transfer_id: str, amount: int, fee: int, now: float
+    ) -> tuple[Intent | None, Result | None, bool]:
+        """One round trip before step 1: the intent the id already names, the refusal the
+        transfer gets, and whether this call added the id's index entry.
+
+        The entry is written with the reads (its ZADD is independent of them) so step 1,
+        sent only once this pipeline answered, never makes an intent recovery cannot find.
+        Should the pipeline fail part way (a node error), it raises before any hold: an entry
+        it wrote has no intent and recovery drops it once old (`ledger.transfers`).
+        """
+        fields = ["msisdn", "status", "balance_kop"]
+        # Four slots at most: a plain pipeline (one round trip per node), not a transaction.
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.hget(intents_key(sender), transfer_id)
+            pipe.hmget(keys.subscriber(sender), fields)
+            pipe.hmget(keys.subscriber(recipient), fields)
+            pipe.hmget(daily_transfers_key(sender), ["day", "sent_kop"])
+            self._moves.index_on(pipe, sender, transfer_id, now)
+            raw, s, r, daily, added = await pipe.execute()
+        known = self._known(parse_intent(transfer_id, raw), recipient, amount, now)
+        if isinstance(known, Result):
+            return None, known, bool(added)
+        if known is not None:
+            return known, None, bool(added)
+        return None, self._transfer_refusal(s, r, daily, amount, fee, now), bool(added)
+
+    def _transfer_refusal(
+        self,
+        s: list[str | None],
+        r: list[str | None],
+        daily: list[str | None],
+        amount: int,
+        fee: int,
+        now: float,
     ) -> Result | None:
         """The refusal a transfer gets, from a read of both sides, in the order the menus know.
 
         Step 1 checks the sender's side again atomically; a recipient that changes after this
         read is refused in step 2 and the sender refunded.
         """
-        fields = ["msisdn", "status", "balance_kop"]
-        # Three slots at most: a plain pipeline (one round trip per node), not a transaction.
-        async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.hmget(keys.subscriber(sender), fields)
-            pipe.hmget(keys.subscriber(recipient), fields)
-            pipe.hmget(daily_transfers_key(sender), ["day", "sent_kop"])
-            s, r, daily = await pipe.execute()
         if s[0] is None:
             return Result(Outcome.UNKNOWN_SUBSCRIBER, {"party": "sender"})
         if r[0] is None:

@@ -20,9 +20,11 @@ is idempotent, so several processes may recover at the same time.
 
 Where recovery finds them: a global index sharded over `INDEX_SHARDS` sorted sets (their hash
 tags spread them over the cluster), written *before* step 1 so no intent can exist without its
-entry, and removed once the intent is closed. An entry whose intent never came to be (step 1
-refused or never ran) is dropped once it is old. `reindex` rebuilds the index from the
-per-sender queues with a SCAN (on a cluster, every master): the server runs it once at start.
+entry (a caller may write it in the pipeline of its own pre-step reads, `index_on`, as long as
+step 1 waits for that pipeline's answer), and removed once the intent is closed. An entry
+whose intent never came to be (step 1 refused or never ran) is dropped once it is old.
+`reindex` rebuilds the index from the per-sender queues with a SCAN (on a cluster, every
+master): the server runs it once at start.
 
 Retention: closed state is kept for `retention_s` of the ledger clock, then forgotten, so memory
 follows the moves of the last window, not every move ever made. Every deadline is a ledger-clock
@@ -222,6 +224,11 @@ class Intent:
         return int(value) if isinstance(value, int | float) else 0
 
 
+def parse_intent(transfer_id: str, raw: str | None) -> Intent | None:
+    """An intent from its stored JSON (None when there is none)."""
+    return None if raw is None else Intent.from_json(transfer_id, json.loads(raw))
+
+
 def _load(name: str) -> str:
     lua = resources.files("ledger") / "lua"
     parts = ("_prelude.lua", "money_lib.lua", "xfer_lib.lua", name)
@@ -287,7 +294,11 @@ class CrossSlot:
 
     async def claim(self, transfer_id: str, fingerprint: str, now: float) -> bool:
         """Bind a caller-chosen id to its arguments for the retention window; False when it
-        names other ones within its window."""
+        names other ones within its window.
+
+        Its own round trip: a script in a pipeline costs a SCRIPT EXISTS first on one Redis,
+        is not supported by redis-py's cluster pipeline, and a raw EVALSHA there is not
+        reloaded on NOSCRIPT."""
         expires = now + self._retention_s
         ttl = max(1, math.ceil(self._retention_s))
         args = [fingerprint, repr(float(now)), repr(expires), str(ttl)]
@@ -295,7 +306,25 @@ class CrossSlot:
 
     async def intent(self, sender: str, transfer_id: str) -> Intent | None:
         raw = await self._redis.hget(intents_key(sender), transfer_id)
-        return None if raw is None else Intent.from_json(transfer_id, json.loads(raw))
+        return parse_intent(transfer_id, cast(str | None, raw))
+
+    # -- the index, from a caller's pipeline ---------------------------------------------------
+
+    @staticmethod
+    def index_on(pipe: Any, sender: str, transfer_id: str, now: float) -> None:
+        """Queue the index entry of an intent about to be held on a caller's pipeline (its
+        reply: 1 when this call added the entry). The hold must be sent only after that
+        pipeline answered: an intent never exists that recovery cannot find.
+
+        A crash or a node error after the entry and before the hold leaves an entry without an
+        intent: recovery drops it once ORPHAN_AFTER_S old, as it does for a refused hold."""
+        shard, member = index_entry(sender, transfer_id)
+        pipe.zadd(shard, {member: float(now)}, nx=True)
+
+    async def unindex(self, sender: str, transfer_id: str) -> None:
+        """Drop the entry `index_on` added when the change is refused before its hold."""
+        shard, member = index_entry(sender, transfer_id)
+        await self._redis.zrem(shard, member)
 
     # -- the steps -----------------------------------------------------------------------------
 
@@ -312,9 +341,11 @@ class CrossSlot:
         fee: int = 0,
         day: int = 0,
         daily_limit: int = 0,
+        indexed: bool = False,
     ) -> tuple[Intent, bool] | Answer:
         """Steps 1-3 of a move: the closed intent and whether this call made it, or step 1's
-        refusal (nothing changed then)."""
+        refusal (nothing changed then). `indexed`: the caller already wrote the index entry
+        (`index_on`) and saw it answered."""
         args = [
             base_entry(sender, now, actor),
             transfer_id,
@@ -328,7 +359,7 @@ class CrossSlot:
             actor,
         ]
         keys_ = self._sender_keys(sender)
-        return await self._begin(self._hold, keys_, sender, transfer_id, args, now)
+        return await self._begin(self._hold, keys_, sender, transfer_id, args, now, indexed)
 
     async def change_group(
         self,
@@ -361,7 +392,7 @@ class CrossSlot:
             queue_key(main),
             closed_key(main),
         ]
-        return await self._begin(self._group_hold, keys_, main, transfer_id, args, now)
+        return await self._begin(self._group_hold, keys_, main, transfer_id, args, now, False)
 
     async def _begin(
         self,
@@ -371,10 +402,12 @@ class CrossSlot:
         transfer_id: str,
         args: list[str],
         now: float,
+        indexed: bool,
     ) -> tuple[Intent, bool] | Answer:
         shard, member = index_entry(sender, transfer_id)
         # Indexed before step 1: an intent never exists that recovery cannot find.
-        await self._redis.zadd(shard, {member: float(now)}, nx=True)
+        if not indexed:
+            await self._redis.zadd(shard, {member: float(now)}, nx=True)
         answer = await self._run(script, keys_, args)
         if answer.outcome not in ("ok", "repeat"):
             await self._redis.zrem(shard, member)
@@ -406,7 +439,11 @@ class CrossSlot:
                 intent = Intent.from_json(intent.transfer_id, settled.values["intent"])
         if not intent.pending:
             # Confirmed before the index lets go: a crash in between leaves the entry, and
-            # recovery confirms again.
+            # recovery confirms again. Two round trips on purpose, not one pipeline: a cluster
+            # pipeline sends each node's part at the same time, and even on one Redis a failed
+            # script (NOSCRIPT after a restart, OOM, BUSY) does not stop the commands after it,
+            # so the entry could go while the confirm did not happen, and the verdict would
+            # then never be forgotten.
             await self._confirm_closed(intent)
             shard, member = index_entry(intent.sender, intent.transfer_id)
             await self._redis.zrem(shard, member)
