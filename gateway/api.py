@@ -741,6 +741,24 @@ def make_middleware(token: str) -> Any:
     return middleware
 
 
+def _known_query_only(e: Endpoint) -> Handler:
+    """A query parameter the endpoint does not know is refused, not ignored: `?limt=5` would
+    otherwise answer as if no limit had been asked for."""
+    known = frozenset(name for name, _, _ in e.query)
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        unknown = sorted(set(request.query) - known)
+        if unknown:
+            raise bad_request(
+                "unknown_query",
+                f"unknown query parameter {unknown[0][:40]!r}",
+                known=sorted(known),
+            )
+        return await e.handler(request)
+
+    return handler
+
+
 def build_app(runtime: Runtime) -> web.Application:
     app = web.Application(
         middlewares=[make_middleware(runtime.admin_token)],
@@ -748,6 +766,6 @@ def build_app(runtime: Runtime) -> web.Application:
     )
     app[RUNTIME] = runtime
     for e in ENDPOINTS:
-        app.router.add_route(e.method, e.path, e.handler)
+        app.router.add_route(e.method, e.path, _known_query_only(e))
     phone_pages.add_routes(app)
     return app

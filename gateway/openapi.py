@@ -100,6 +100,10 @@ def build_spec(endpoints: Sequence[Endpoint]) -> dict[str, Any]:
                 resp["content"] = {m: _success_schema(m) for m in e.media}
             op["responses"][str(status)] = resp
         op["responses"].setdefault("400", {"description": "Bad input", "content": _error_content()})
+        if "{" in e.path:  # whatever a path names (a number, a session, a scope) may not exist
+            op["responses"].setdefault(
+                "404", {"description": "Not found", "content": _error_content()}
+            )
         op["responses"].setdefault(
             "503", {"description": "The store is not answering", "content": _error_content()}
         )

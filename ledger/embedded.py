@@ -142,7 +142,7 @@ class EmbeddedRedis:
         extra_args: list[str] | None = None,
     ) -> None:
         self._own_dir = data_dir is None
-        self.data_dir = Path(data_dir or tempfile.mkdtemp(prefix="ussdsim-redis-"))
+        self.data_dir = Path(data_dir or tempfile.mkdtemp(prefix="ussdsim-redis-")).resolve()
         self.port = port or free_port()
         self.appendonly = appendonly
         self.fsync = fsync
