@@ -42,7 +42,7 @@ from ledger.common import compact_json
 from ledger.embedded import EmbeddedRedis, free_port
 from ledger.models import iso_utc
 from ledger.money import MoneyOps
-from ledger.service import DEFAULT_SETTINGS, _load_script
+from ledger.service import DEFAULT_SETTINGS, _load_script, new_subscriber_fields
 
 SAMPLE = "+79990000001"
 PIPELINE = 1000
@@ -183,17 +183,7 @@ def subscriber_rows(url: str, meter: Meter, total: int) -> list[dict[str, object
 
     def add(pipe: Any, i: int) -> None:
         number = msisdn(i)
-        defaults = {
-            "msisdn": number,
-            "balance_kop": str(settings.initial_balance_kop),
-            "bonus_points": "0",
-            "status": "active",
-            "tariff": settings.default_tariff,
-            "lang": settings.default_lang,
-            "services": "[]",
-            "group": "null",
-            "created_at": repr(now),
-        }
+        defaults = new_subscriber_fields(number, settings, now)
         base = compact_json(
             {
                 "id": uuid.uuid4().hex,

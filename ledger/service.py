@@ -65,6 +65,21 @@ class LedgerSettings:
 DEFAULT_SETTINGS: Final = LedgerSettings()
 
 
+def new_subscriber_fields(msisdn: str, settings: LedgerSettings, now: float) -> dict[str, str]:
+    """The hash fields a subscriber starts with (what `upsert.lua` writes for a new number)."""
+    return {
+        "msisdn": msisdn,
+        "balance_kop": str(settings.initial_balance_kop),
+        "bonus_points": "0",
+        "status": "active",
+        "tariff": settings.default_tariff,
+        "lang": settings.default_lang,
+        "services": "[]",
+        "group": "null",
+        "created_at": repr(float(now)),
+    }
+
+
 def _load_script(name: str) -> str:
     lua = resources.files("ledger") / "lua"
     return (lua / "_prelude.lua").read_text("utf-8") + "\n" + (lua / name).read_text("utf-8")
@@ -193,18 +208,7 @@ class Ledger:
     ) -> tuple[Subscriber, bool]:
         self._check_common(msisdn, now, actor)
         encoded = _validate_changes(changes)
-        settings = self._settings
-        defaults = {
-            "msisdn": msisdn,
-            "balance_kop": str(settings.initial_balance_kop),
-            "bonus_points": "0",
-            "status": "active",
-            "tariff": settings.default_tariff,
-            "lang": settings.default_lang,
-            "services": "[]",
-            "group": "null",
-            "created_at": repr(float(now)),
-        }
+        defaults = new_subscriber_fields(msisdn, self._settings, now)
         keys_ = [keys.subscriber(msisdn), keys.journal(msisdn), keys.password(msisdn)]
         base = self._base_entry(msisdn, now, actor)
         args: list[str] = [base, compact_json(defaults), compact_json(encoded), ""]

@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import struct
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from ledger.embedded import free_port
 from sms.smpp.codec import Framer, encode
@@ -94,3 +94,17 @@ class RawClient:
 
 def header(length: int, command_id: int, status: int = 0, sequence: int = 1) -> bytes:
     return struct.pack(">IIII", length, command_id, status, sequence)
+
+
+@contextlib.asynccontextmanager
+async def two_smscs(
+    redis_url: str, extra: Mapping[tuple[str, ...], Any]
+) -> AsyncIterator[tuple[Smsc, Smsc]]:
+    """Two servers with SMSCs on one Redis: what two worker processes share."""
+    first = cast("AsyncGenerator[Smsc, None]", start_smsc(redis_url, extra))
+    second = cast("AsyncGenerator[Smsc, None]", start_smsc(redis_url, extra))
+    try:
+        yield await anext(first), await anext(second)
+    finally:
+        await second.aclose()
+        await first.aclose()

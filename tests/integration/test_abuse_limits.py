@@ -18,7 +18,8 @@ from sms.smpp.codec import Framer, encode
 from sms.smpp.constants import Status
 from sms.smpp.pdu import Pdu, make_pdu
 from tests.integration.conftest import TOKEN, Api, make_config, start_api
-from tests.integration.smpp_support import Smsc, start_smsc
+from tests.integration.smpp_support import Smsc
+from tests.integration.smpp_support import two_smscs as two_running_smscs
 
 A, B, C, D = "+79161110001", "+79161110002", "+79161110003", "+79161110004"
 STRONG = "Str0ng!pass"
@@ -259,13 +260,8 @@ BIND_LIMITS: dict[tuple[str, ...], Any] = {
 async def two_smscs(
     redis_server: EmbeddedRedis, redis_client: object
 ) -> AsyncIterator[tuple[Smsc, Smsc]]:
-    first = cast("AsyncGenerator[Smsc, None]", start_smsc(redis_server.url, BIND_LIMITS))
-    second = cast("AsyncGenerator[Smsc, None]", start_smsc(redis_server.url, BIND_LIMITS))
-    try:
-        yield await anext(first), await anext(second)
-    finally:
-        await second.aclose()
-        await first.aclose()
+    async with two_running_smscs(redis_server.url, BIND_LIMITS) as pair:
+        yield pair
 
 
 async def test_failed_binds_lock_out_the_address_not_the_account(

@@ -5,8 +5,8 @@ its process dies without a word. The leases run on one redis-server and on a clu
 from __future__ import annotations
 
 import secrets
-from collections.abc import AsyncGenerator, AsyncIterator
-from typing import Any, cast
+from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
@@ -18,6 +18,7 @@ from sms.smpp.bind_leases import BIND_LEASE_S, BindLeases, binds_key
 from sms.smpp.constants import Status
 from sms.smpp.pdu import make_pdu
 from tests.integration.smpp_support import ACCOUNTS, RawClient, Smsc, start_smsc
+from tests.integration.smpp_support import two_smscs as two_running_smscs
 
 SOLO: dict[tuple[str, ...], Any] = {
     ("smpp", "accounts"): [*ACCOUNTS, {"system_id": "solo", "password": "pw", "max_binds": 1}]
@@ -116,13 +117,8 @@ async def smsc(redis_server: EmbeddedRedis, redis_client: object) -> AsyncIterat
 async def two_smscs(
     redis_server: EmbeddedRedis, redis_client: object
 ) -> AsyncIterator[tuple[Smsc, Smsc]]:
-    first = cast("AsyncGenerator[Smsc, None]", start_smsc(redis_server.url, SOLO))
-    second = cast("AsyncGenerator[Smsc, None]", start_smsc(redis_server.url, SOLO))
-    try:
-        yield await anext(first), await anext(second)
-    finally:
-        await second.aclose()
-        await first.aclose()
+    async with two_running_smscs(redis_server.url, SOLO) as pair:
+        yield pair
 
 
 async def test_one_process_refuses_a_bind_beyond_max_binds_until_the_first_unbinds(
