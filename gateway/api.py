@@ -6,6 +6,7 @@ import asyncio
 import hmac
 import json
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -323,6 +324,16 @@ async def clock(request: web.Request) -> web.Response:
     )
 
 
+_STREAM_ID = re.compile(r"[0-9]{1,20}(?:-[0-9]{1,20})?")
+
+
+def _is_stream_id(value: str) -> bool:
+    """What XREAD takes: one or two ASCII numbers below 2**64 (str.isdigit also passes "١٢")."""
+    if _STREAM_ID.fullmatch(value) is None:
+        return False
+    return all(int(part) < 2**64 for part in value.split("-"))
+
+
 async def events(request: web.Request) -> web.StreamResponse:
     runtime = rt(request)
     want_msisdn = request.query.get("msisdn")
@@ -330,7 +341,7 @@ async def events(request: web.Request) -> web.StreamResponse:
         want_msisdn = runtime.directory.normalize(want_msisdn)
     kinds = {k for k in request.query.get("kind", "").split(",") if k}
     after = request.headers.get("Last-Event-ID") or request.query.get("after") or "$"
-    if after != "$" and not all(part.isdigit() for part in after.split("-", 1)):
+    if after != "$" and not _is_stream_id(after):
         raise bad_request("invalid_query", "Last-Event-ID must be a stream id like 1700000000-0")
     once = request.query.get("once") == "1"
     response = web.StreamResponse(

@@ -9,9 +9,10 @@ Two global indexes sit beside the hashes, in other slots, and are written outsid
 hash stays the truth and both are only hints checked against it:
 - `ussd:sid:ID` maps a session id back to its number (set before the session opens, removed after
   it ends, expiring on its own); a stale entry leads to a hash whose sid differs: "gone".
-- `ussd:deadlines` holds "MSISDN SID" members scored by the session's next deadline, so a sweeper
-  finds sessions to release. The sweeper re-checks each hash before it releases anything: an entry
-  that is early is moved to the real deadline, an entry whose session is gone is dropped.
+- `ussd:deadlines` holds "MSISDN SID" members scored by the session's first deadline (filed at
+  open; steps only move deadlines later, so the entry is never late), so a sweeper finds sessions
+  to release. The sweeper re-checks each hash before it releases anything: an entry that is early
+  is moved to the real deadline, an entry whose session is gone is dropped.
 """
 
 from __future__ import annotations
@@ -95,13 +96,12 @@ redis.call('HSET', KEYS[1], 'lease', ARGV[3])
 return {'ok', redis.call('HGETALL', KEYS[1])}
 """
 
-# Answers the expiry time, so the caller can file the new deadline.
 _SAVE = """
-if redis.call('HGET', KEYS[1], 'sid') ~= ARGV[1] then return false end
+if redis.call('HGET', KEYS[1], 'sid') ~= ARGV[1] then return 0 end
 redis.call('HSET', KEYS[1], 'state', ARGV[2], 'input_deadline', ARGV[3], 'lang', ARGV[4])
 redis.call('HINCRBY', KEYS[1], 'steps', 1)
 redis.call('HDEL', KEYS[1], 'lease')
-return redis.call('HGET', KEYS[1], 'expires_at')
+return 1
 """
 
 _END = """
@@ -221,18 +221,21 @@ class SessionStore:
     async def save(
         self, session: UssdSession, state: dict[str, Any], lang: str, now: float
     ) -> bool:
-        """Store the state after a step and restart the input timer; False if it was released."""
-        input_deadline = now + self.input_timeout_s
-        expires_at = await self._save(
+        """Store the state after a step and restart the input timer; False if it was released.
+
+        The deadline index is not touched: a step only ever moves a deadline later, and the
+        sweeper moves an entry that comes due early to the real deadline, so that costs one
+        check per input timeout instead of one index write per step."""
+        saved = await self._save(
             keys=[session_key(session.msisdn)],
-            args=[session.sid, json.dumps(state, ensure_ascii=False), repr(input_deadline), lang],
+            args=[
+                session.sid,
+                json.dumps(state, ensure_ascii=False),
+                repr(now + self.input_timeout_s),
+                lang,
+            ],
         )
-        if expires_at is None:
-            return False
-        deadline = min(input_deadline, float(expires_at))
-        member = _deadline_member(session.msisdn, session.sid)
-        await self._redis.zadd(DEADLINES_KEY, {member: deadline})
-        return True
+        return bool(saved)
 
     async def end(self, msisdn: str, sid: str) -> bool:
         return await self.release(msisdn, sid) is not None
@@ -266,7 +269,8 @@ class SessionStore:
             msisdn, _, sid = member.partition(" ")
             reply = await self._expire(keys=[session_key(msisdn)], args=[sid, repr(now)])
             if reply[0] == "later":
-                # Filed early (a save whose follow-up was lost): file it under the real deadline.
+                # Filed at an earlier deadline (the steps since restarted the input timer): file it
+                # under the real one.
                 deadline = min(float(reply[1]), float(reply[2]))
                 await self._redis.zadd(DEADLINES_KEY, {member: deadline}, xx=True)
                 continue

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import urllib.parse
 from typing import Any
 
 import pytest
@@ -159,3 +160,12 @@ async def test_clock_cannot_move_when_real(redis_server: Any, redis_client: Any)
 async def test_oversized_body_is_413(api: Api) -> None:
     status, body = await api.call("POST", "/v1/sms", raw=b'{"text": "' + b"x" * 70000 + b'"}')
     assert status == 413 and body["error"]["code"] == "body_too_large"
+
+
+@pytest.mark.parametrize(
+    "after", ["18446744073709551616", "1-18446744073709551616", "١٢", "1-2-3", "-1"]
+)
+async def test_an_event_id_redis_cannot_read_is_a_400(api: Api, after: str) -> None:
+    query = urllib.parse.urlencode({"after": after, "once": "1"})
+    status, body = await api.call("GET", f"/v1/events?{query}", operator=True)
+    assert status == 400 and body["error"]["code"] == "invalid_query"

@@ -63,7 +63,7 @@ async def test_sweeper_releases_only_what_timed_out(sessions: SessionStore) -> N
 async def test_an_early_deadline_entry_never_releases_a_live_session(
     sessions: SessionStore, redis_client: aioredis.Redis
 ) -> None:
-    # A save whose follow-up to the deadline index was lost leaves the old, earlier deadline.
+    # The entry filed at open stays at the first deadline while steps restart the input timer.
     session, _ = await sessions.open_replacing(ME, "*111#", "ru", {}, T0)
     _, claimed = await sessions.claim(session.sid, T0 + 50, T0 + 50)
     assert claimed is not None

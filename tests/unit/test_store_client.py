@@ -79,6 +79,9 @@ async def test_many_first_calls_of_a_new_script_at_once_all_succeed(
     client = open_store(cluster_redis_url)
     script = client.register_script("return redis.call('INCR', KEYS[1]) * 0 + 7")
     try:
+        # The client learns the topology first, as the server does at start: redis-py 8.1
+        # breaks concurrent very first commands of a cluster client (not what this test is about).
+        await client.ping()
         results = await asyncio.gather(*(script(keys=[f"n{{{i % 9}}}"]) for i in range(150)))
     finally:
         await client.aclose()
