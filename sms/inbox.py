@@ -190,7 +190,11 @@ class Inbox:
         listener, self._listener = self._listener, None
         if listener is None:
             return
-        listener.cancel()
+        # redis-py's get_message can absorb a cancellation that lands mid-read and go on
+        # polling, so one cancel() may not end the task: cancel again until it is done.
+        while not listener.done():
+            listener.cancel()
+            await asyncio.wait({listener}, timeout=1.0)
         with contextlib.suppress(asyncio.CancelledError):
             await listener
         self._subscribed.clear()
