@@ -36,7 +36,7 @@ import redis.asyncio as aioredis
 from bench.common import dump_json, print_table
 from gateway.config import load_config
 from gateway.runtime import Runtime
-from gateway.sessions import SessionStore, session_key
+from gateway.ussd.sessions import SessionStore, session_key
 from ledger import keys
 from ledger.common import compact_json
 from ledger.embedded import EmbeddedRedis, free_port

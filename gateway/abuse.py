@@ -18,7 +18,7 @@ import logging
 import redis.exceptions
 from aiohttp import web
 
-from gateway.actions import PasswordSender
+from gateway.actions.registry import PasswordSender
 from gateway.config import Config
 from gateway.errors import ApiError
 from ledger.limits import Limit, RateLimiter, address_key

@@ -68,7 +68,7 @@ def _parser() -> argparse.ArgumentParser:
     chk = msub.add_parser("check", help="validate menu files; one line per problem")
     chk.add_argument("paths", nargs="*", help="files or folders (default: the shipped profile)")
 
-    from gateway.scenario.cli import add_parser as add_scenario_parser
+    from gateway.harness.scenario.cli import add_parser as add_scenario_parser
 
     add_scenario_parser(sub)
     return p
@@ -230,7 +230,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             return check_command(args.paths)
         if args.command == "scenario":
-            from gateway.scenario.cli import run_command
+            from gateway.harness.scenario.cli import run_command
 
             return run_command(args)
     except ClientError as e:

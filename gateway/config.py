@@ -21,7 +21,7 @@ from pydantic import (
     model_validator,
 )
 
-from gateway.faults import Persona
+from gateway.harness.faults import Persona
 from ledger.money import MoneySettings
 from ledger.store_client import cluster_seed_url
 

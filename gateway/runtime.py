@@ -12,30 +12,30 @@ from pathlib import Path
 import redis.asyncio as aioredis
 
 from gateway.abuse import AbuseLimits, GuardedPasswordSender
-from gateway.actions import Actions
-from gateway.apps import AppSet
-from gateway.apps.smpp_app import SmppUssdBridge, smpp_app_factory
-from gateway.clock import Clock, RealClock, VirtualClock
+from gateway.actions.detail_notices import DetailNotifier, offer_catalogue
+from gateway.actions.registry import Actions
 from gateway.config import Config, resolve_path
-from gateway.detail_notices import DetailNotifier, offer_catalogue
-from gateway.events import EventLog
-from gateway.faults import FaultBook, config_problems
-from gateway.metrics import Metrics
-from gateway.routing import Router, RouteTarget
-from gateway.sessions import SessionStore
-from gateway.sms_gateway import SmsGateway
-from gateway.smsc import ForwardingInbox, Smsc
+from gateway.harness.clock import Clock, RealClock, VirtualClock
+from gateway.harness.events import EventLog
+from gateway.harness.faults import FaultBook, config_problems
+from gateway.harness.metrics import Metrics
 from gateway.subscribers import SubscriberDirectory
-from gateway.ussd_service import UssdService
+from gateway.ussd.apps import AppSet
+from gateway.ussd.apps.smpp_app import SmppUssdBridge, smpp_app_factory
+from gateway.ussd.routing import Router, RouteTarget
+from gateway.ussd.service import UssdService
+from gateway.ussd.sessions import SessionStore
 from ledger.catalogue import CatalogueError
 from ledger.durability import durability_problems
 from ledger.embedded import EmbeddedRedis, EmbeddedRedisError
 from ledger.limits import RateLimiter
 from ledger.service import Ledger, LedgerSettings
 from ledger.store_client import open_store
-from menus.actions import ACTIONS
+from menus.action_specs.catalogue import ACTIONS
 from menus.loader import DEFAULT_PROFILE_DIR, MenuSet, load_menus
 from sms.inbox import Inbox
+from sms.service import SmsGateway
+from sms.smpp.smsc import ForwardingInbox, Smsc
 from sms.smpp.store import SmppStore
 
 log = logging.getLogger("ussdsim")

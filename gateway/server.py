@@ -11,9 +11,9 @@ import sys
 
 from aiohttp import web
 
-from gateway.api import build_app
 from gateway.config import Config
-from gateway.http_limits import GatewayRunner
+from gateway.http.app import build_app
+from gateway.http.limits import GatewayRunner
 from gateway.runtime import Runtime
 
 log = logging.getLogger("ussdsim")

@@ -36,8 +36,8 @@ from types import FrameType
 from redis.exceptions import RedisError
 
 from gateway.config import Config, resolve_path
-from gateway.faults import apply_config_personas, config_problems
-from gateway.metrics import MULTIPROC_ENV
+from gateway.harness.faults import apply_config_personas, config_problems
+from gateway.harness.metrics import MULTIPROC_ENV
 from ledger.embedded import EmbeddedRedis, EmbeddedRedisError
 from ledger.store_client import open_store
 from sms.smpp.store import SmppStore

@@ -1,6 +1,6 @@
 """The YAML menu DSL and its sans-IO engine."""
 
-from menus.actions import ACTIONS, ActionSpec
+from menus.action_specs.catalogue import ACTIONS, ActionSpec
 from menus.engine import (
     ActionRequest,
     EngineError,

@@ -12,7 +12,7 @@ import itertools
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from menus.actions import ACTIONS, SERVICES, ActionSpec
+from menus.action_specs.catalogue import ACTIONS, SERVICES, ActionSpec
 from menus.engine import input_text, menu_lines
 from menus.render import LANGS, TemplateError, paginate, render, template_fields
 from menus.schema import (

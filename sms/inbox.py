@@ -231,4 +231,4 @@ class Inbox:
                 await asyncio.sleep(_RECONNECT_DELAY_S)
             finally:
                 with contextlib.suppress(RedisError, OSError):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                    await pubsub.aclose()  # type: ignore[no-untyped-call,unused-ignore]

@@ -249,7 +249,7 @@ class SmppStore:
         self, redis: aioredis.Redis, *, max_inbox_messages: int = 1000, owner: str = ""
     ) -> None:
         self._redis = redis
-        self.redis = redis  # for the processes' own channels (see gateway.apps.smpp_relay)
+        self.redis = redis  # for the processes' own channels (see sms.smpp.ussd_relay)
         self.owner = owner  # whose in-flight list take/ack/requeue/recover use
         self._max_inbox = max_inbox_messages
         self._accept = redis.register_script(_ACCEPT_LUA)
@@ -436,7 +436,7 @@ class SmppStore:
                 if message is not None:
                     yield str(message["data"])
         finally:
-            await pubsub.aclose()  # type: ignore[no-untyped-call]
+            await pubsub.aclose()  # type: ignore[no-untyped-call,unused-ignore]
 
 
 def _glob_escape(text: str) -> str:

@@ -17,7 +17,7 @@ import pytest
 import redis.asyncio as aioredis
 from aiohttp import web
 
-from gateway.api import build_app
+from gateway.http.app import build_app
 from gateway.runtime import Runtime
 from ledger.embedded import EmbeddedRedis
 from tests.integration.conftest import TOKEN, make_config

@@ -12,9 +12,9 @@ import pytest
 import redis.asyncio as aioredis
 from aiohttp import web
 
-from gateway.api import build_app
 from gateway.config import Config, load_config
-from gateway.http_limits import GatewayRunner
+from gateway.http.app import build_app
+from gateway.http.limits import GatewayRunner
 from gateway.runtime import Runtime
 from ledger.embedded import free_port
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from gateway.faults import RECEIPT_ERRORS
+from gateway.harness.faults import RECEIPT_ERRORS
 from ledger.embedded import EmbeddedRedis
 from sms.smpp.codec import encode
 from sms.smpp.constants import Status

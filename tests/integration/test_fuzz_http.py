@@ -29,9 +29,10 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from gateway.api import ENDPOINTS, build_app
-from gateway.http_limits import GatewayRunner
-from gateway.openapi import build_spec
+from gateway.http.app import build_app
+from gateway.http.limits import GatewayRunner
+from gateway.http.openapi import build_spec
+from gateway.http.routes import ENDPOINTS
 from gateway.runtime import Runtime
 from ledger.embedded import EmbeddedRedis
 from tests.integration.conftest import TOKEN, make_config

@@ -11,8 +11,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from gateway.action_types import ActionContext
-from gateway.actions_money import money_actions
+from gateway.actions.money import money_actions
+from gateway.actions.types import ActionContext
 from ledger.outcomes import Outcome
 from tests.integration.conftest import Api
 

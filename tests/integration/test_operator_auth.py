@@ -9,8 +9,9 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway import web as phone_pages
-from gateway.api import ENDPOINTS, build_app
+from gateway.http import web as phone_pages
+from gateway.http.app import build_app
+from gateway.http.routes import ENDPOINTS
 from tests.integration.conftest import TOKEN, Api
 
 NUMBER = "+79161234567"

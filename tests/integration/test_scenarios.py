@@ -16,10 +16,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.scenario.checks import subset_mismatch, substitute
-from gateway.scenario.junit import write_junit
-from gateway.scenario.model import Scenario, ScenarioError, load_scenario, parse_scenario
-from gateway.scenario.runner import ScenarioResult, run_scenarios
+from gateway.harness.scenario.checks import subset_mismatch, substitute
+from gateway.harness.scenario.junit import write_junit
+from gateway.harness.scenario.model import Scenario, ScenarioError, load_scenario, parse_scenario
+from gateway.harness.scenario.runner import ScenarioResult, run_scenarios
 from tests.integration.conftest import TOKEN, Api
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -8,7 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.apps.at_dialect import (
+from gateway.config import ConfigError, load_config
+from gateway.ussd.apps.at_dialect import (
     MAX_REPLY_BYTES,
     AtRefusal,
     AtScreen,
@@ -19,9 +20,8 @@ from gateway.apps.at_dialect import (
     parse_reply,
     request_form,
 )
-from gateway.config import ConfigError, load_config
-from gateway.mmi import Ussd, parse
-from gateway.routing import Router, RouteTarget
+from gateway.ussd.mmi import Ussd, parse
+from gateway.ussd.routing import Router, RouteTarget
 
 
 @pytest.mark.parametrize(

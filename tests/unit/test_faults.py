@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.faults import ActiveFault, FaultError, Persona, validate_persona
+from gateway.harness.faults import ActiveFault, FaultError, Persona, validate_persona
 
 
 def active(persona: dict[str, object]) -> ActiveFault:

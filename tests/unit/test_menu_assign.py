@@ -7,7 +7,7 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.actions_offers import fit_list
+from gateway.actions.offers import fit_list
 from menus import engine
 from menus.checks import check_menu, known_vars
 from menus.schema import Menu

@@ -7,7 +7,7 @@ import json
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from menus.actions import ACTIONS
+from menus.action_specs.catalogue import ACTIONS
 from menus.engine import ActionRequest, Screen, SessionState, Step, answer, resume, start
 from menus.loader import DEFAULT_PROFILE_DIR, load_menus
 from menus.schema import VarSpec

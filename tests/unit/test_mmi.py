@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.mmi import (
+from gateway.ussd.mmi import (
     MAX_USSD_LEN,
     PREFIXES,
     PROCEDURES,

@@ -9,8 +9,8 @@ import redis.asyncio as aioredis
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.action_types import ActionContext
-from gateway.actions_money import PASSWORD_REASONS, MoneyActions, history_text
+from gateway.actions.money import PASSWORD_REASONS, MoneyActions, history_text
+from gateway.actions.types import ActionContext
 from ledger.money import MoneyOps, MoneySettings
 from ledger.passwords import policy_violation
 from ledger.service import Ledger, LedgerSettings

@@ -8,7 +8,7 @@ import asyncio
 import pytest
 import redis.asyncio as aioredis
 
-from gateway.sessions import DEADLINES_KEY, ClaimStatus, SessionStore, sid_key
+from gateway.ussd.sessions import DEADLINES_KEY, ClaimStatus, SessionStore, sid_key
 
 pytestmark = pytest.mark.both_backends
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.smsc import sms_shape
 from sms.encoding import plan_sms
 from sms.smpp.accounts import Account, AccountBook
 from sms.smpp.constants import Status
+from sms.smpp.smsc import sms_shape
 from sms.smpp.throttle import TokenBucket
 
 BOOK = AccountBook(

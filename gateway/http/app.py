@@ -1,0 +1,121 @@
+"""The aiohttp application: the endpoint table routed behind one middleware.
+
+The middleware checks the operator token, turns errors into the API's error shape and counts
+every request in the metrics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import time
+from typing import Any
+
+import redis.exceptions
+from aiohttp import web
+
+from gateway.abuse import CLIENT_ADDRESS
+from gateway.errors import ApiError, bad_request
+from gateway.http import web as phone_pages
+from gateway.http.endpoint import RUNTIME, Endpoint, Handler, json_response
+from gateway.http.routes import ENDPOINTS
+from gateway.runtime import Runtime
+
+log = logging.getLogger("ussdsim.http")
+
+
+def _error_response(err: ApiError) -> web.Response:
+    return json_response(err.body(), status=err.status)
+
+
+def make_middleware(token: str) -> Any:
+    protected = {(e.method, e.path) for e in ENDPOINTS if e.operator}
+    expected = f"Bearer {token}".encode()
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        started = time.perf_counter()
+        resource = request.match_info.route.resource
+        route = resource.canonical if resource is not None else "unmatched"
+        status = 500
+        address = CLIENT_ADDRESS.set(request.remote)
+        try:
+            if (request.method, route) in protected:
+                given = request.headers.get("Authorization", "").encode()
+                if not hmac.compare_digest(given, expected):
+                    raise ApiError(
+                        401, "unauthorized", "this call needs the operator's bearer token"
+                    )
+            async with request.app[RUNTIME].events.batch():
+                response = await handler(request)
+            status = response.status
+            return response
+        except ApiError as e:
+            status = e.status
+            failed = _error_response(e)
+            if status == 408:
+                failed.force_close()  # the rest of the body may still be on its way
+            return failed
+        except web.HTTPRequestEntityTooLarge:
+            status = 413
+            failed = _error_response(
+                ApiError(413, "body_too_large", "the request body is too large")
+            )
+            failed.force_close()  # do not read the rest of an oversized body
+            return failed
+        except web.HTTPException as e:
+            status = e.status
+            code = {404: "not_found", 405: "method_not_allowed"}.get(e.status, "http_error")
+            failed = _error_response(ApiError(e.status, code, e.reason))
+            if "Allow" in e.headers:  # RFC 9110: a 405 names the methods that would work
+                failed.headers["Allow"] = e.headers["Allow"]
+            return failed
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
+            status = 503
+            log.warning("store unavailable during %s %s", request.method, route)
+            return _error_response(
+                ApiError(503, "store_unavailable", "the store is not answering; try again shortly")
+            )
+        except (asyncio.CancelledError, ConnectionResetError):
+            raise
+        except Exception:
+            log.exception("unexpected error in %s %s", request.method, route)
+            return _error_response(ApiError(500, "internal_error", "unexpected server error"))
+        finally:
+            CLIENT_ADDRESS.reset(address)
+            runtime = request.app[RUNTIME]
+            runtime.metrics.http_requests.labels(route, str(status)).inc()
+            runtime.metrics.http_latency.labels(route).observe(time.perf_counter() - started)
+
+    return middleware
+
+
+def _known_query_only(e: Endpoint) -> Handler:
+    """A query parameter the endpoint does not know is refused, not ignored: `?limt=5` would
+    otherwise answer as if no limit had been asked for."""
+    known = frozenset(name for name, _, _ in e.query)
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        unknown = sorted(set(request.query) - known)
+        if unknown:
+            raise bad_request(
+                "unknown_query",
+                f"unknown query parameter {unknown[0][:40]!r}",
+                known=sorted(known),
+            )
+        return await e.handler(request)
+
+    return handler
+
+
+def build_app(runtime: Runtime) -> web.Application:
+    app = web.Application(
+        middlewares=[make_middleware(runtime.admin_token)],
+        client_max_size=runtime.config.http.max_body_bytes,
+    )
+    app[RUNTIME] = runtime
+    for e in ENDPOINTS:
+        app.router.add_route(e.method, e.path, _known_query_only(e))
+    phone_pages.add_routes(app)
+    return app
