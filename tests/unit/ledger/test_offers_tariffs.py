@@ -10,7 +10,7 @@ from ledger.common import LedgerValueError
 from ledger.offers import OfferOps
 from ledger.outcomes import Outcome
 from ledger.service import Ledger, LedgerSettings
-from tests.unit.test_ledger import redis_dump
+from tests.unit.ledger.test_ledger import redis_dump
 
 pytestmark = pytest.mark.both_backends
 

@@ -22,7 +22,7 @@ from menus.loader import DEFAULT_PROFILE_DIR, load_menus
 from menus.schema import Menu
 from sms.encoding import ussd_fits
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "menus" / "engine"
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "menus" / "engine"
 DEFAULT = load_menus([DEFAULT_PROFILE_DIR])
 BALANCE = DEFAULT.get("balance")
 ENGINE_FIXTURES = load_menus([FIXTURES])

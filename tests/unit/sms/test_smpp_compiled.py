@@ -27,7 +27,7 @@ from sms.smpp.compiled import DECODERS, ENCODERS, compilable
 from sms.smpp.constants import CommandId, Status
 from sms.smpp.pdu import BODIES, Pdu, Tlv, make_pdu
 from sms.smpp.store import MessageRecord, event_json, inbox_json
-from tests.unit.test_smpp_codec import pdus
+from tests.unit.sms.test_smpp_codec import pdus
 
 FAST = settings(max_examples=200, deadline=None)
 

@@ -25,7 +25,7 @@ from ledger.offers import OfferOps
 from ledger.outcomes import Outcome
 from ledger.service import Ledger, LedgerSettings
 from ledger.store_client import open_store
-from tests.unit.test_ledger import redis_dump
+from tests.unit.ledger.test_ledger import redis_dump
 
 pytestmark = pytest.mark.both_backends
 

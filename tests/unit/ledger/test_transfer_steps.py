@@ -24,7 +24,7 @@ from ledger.transfers import (
     intents_key,
 )
 from tests.crash_support import Crash, crash_at
-from tests.unit.test_money_ops import balance, ops
+from tests.unit.ledger.test_money_ops import balance, ops
 
 pytestmark = pytest.mark.both_backends
 

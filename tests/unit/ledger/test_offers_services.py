@@ -9,7 +9,7 @@ from ledger.common import LedgerValueError
 from ledger.offers import MAX_BLACKLIST, OfferOps
 from ledger.outcomes import Outcome
 from ledger.service import Ledger, LedgerSettings
-from tests.unit.test_ledger import redis_dump
+from tests.unit.ledger.test_ledger import redis_dump
 
 pytestmark = pytest.mark.both_backends
 

@@ -17,7 +17,7 @@ from menus.loader import (
 )
 from sms.encoding import ussd_fits
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "menus"
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "menus"
 VALID = FIXTURES / "valid"
 INVALID = FIXTURES / "invalid"
 
@@ -78,7 +78,7 @@ def test_valid_fixture_of_each_screen_type_passes(screen_type: str) -> None:
 def test_default_profile_checks_clean() -> None:
     menu_set = load_menus([DEFAULT_PROFILE_DIR])
     assert set(menu_set.menus) == {"selfcare", "balance", "unblock"}
-    assert DEFAULT_PROFILE_DIR.is_relative_to(Path(__file__).resolve().parents[2] / "menus")
+    assert DEFAULT_PROFILE_DIR.is_relative_to(Path(__file__).resolve().parents[3] / "menus")
 
 
 def test_default_profile_has_the_seed_codes() -> None:
