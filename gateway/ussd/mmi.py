@@ -2,15 +2,21 @@
 
 Pure: a string in, a value out; `parse` never raises.
 
-Shape: prefix (`*`, `#`, `*#`, `**`, `##`), a 2–3 digit service code, up to four supplementary
-fields separated by `*`, then a terminating `#`. A field holds digits with an optional leading `+`
-(a number typed in international form). Empty fields are kept as empty strings, as the handset
-regex allows them and TS 22.030 gives them meaning (`**21**11#`); so `*111**1#` has fields
-("", "1") and `*111*#` has fields ("",). Whether an empty field means anything to a menu is the
-menu's business, not the parser's.
+TS 22.030 §6.5.2 gives the structured shape: a prefix (`*`, `#`, `*#`, `**`, `##`), a 2–3 digit
+service code, up to four supplementary fields separated by `*`, then a terminating `#`. A string of
+that shape whose service code is a supplementary service (forwarding, barring, CLIP, PINs…) is call
+control, never USSD; `*#06#` is the handset's IMEI display and never leaves the phone.
 
-Service codes of supplementary services are call control, never USSD, whatever the prefix; `*#06#`
-is the handset's IMEI display and never leaves the phone.
+§6.5.3: anything else that ends in `#` and is written in the GSM default alphabet is USSD and goes
+to the network as typed: `111#`, `*1#`, `*1234#`, `*111*1*2*3*4*5#` and `*111*abc#` are all USSD.
+Such a string is still cut into prefix, service code and fields (split on `*`) so that a gateway
+can route it; one no route knows gets the operator's "unknown request" screen, not an error.
+Only what cannot be USSD at all is `Malformed`: empty, no terminating `#`, nothing before it,
+over the 182-character limit, or characters outside the default alphabet.
+
+Empty fields are kept as empty strings, as the handset regex allows them and TS 22.030 gives them
+meaning (`**21**11#`); so `*111**1#` has fields ("", "1") and `*111*#` has fields ("",). Whether
+an empty field means anything to a menu is the menu's business, not the parser's.
 """
 
 from __future__ import annotations
@@ -61,9 +67,14 @@ SUPPLEMENTARY_SERVICES: dict[str, str] = {
 IMEI_PREFIX = "*#"
 IMEI_SERVICE_CODE = "06"
 
-_ALLOWED = frozenset("0123456789*#+")
-_SERVICE_CODE = re.compile(r"[0-9]{2,3}")
-_FIELD = re.compile(r"\+?[0-9]*")
+# The handset's own regex for the structured form (TS 22.030 §6.5.2), four fields at most.
+_STRUCTURED = re.compile(r"(\*#|\*\*|##|\*|#)([0-9]{2,3})((?:\*[^*#]*){0,4})#")
+# Printable characters of the GSM 7-bit default alphabet (TS 23.038 basic table): what §6.5.3
+# allows in a USSD string. The extension table (€, [, ]…) and control characters are not in it.
+_DEFAULT_ALPHABET = frozenset(
+    "@£$¥èéùìòÇØøÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
+    "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
+)
 
 
 @dataclass(frozen=True)
@@ -101,11 +112,13 @@ def format_ussd(u: Ussd) -> str:
     return "".join([u.prefix, u.service_code, *(f"*{f}" for f in u.fields), "#"])
 
 
-def _split_prefix(text: str) -> tuple[str, str] | None:
+def _split_prefix(text: str) -> tuple[str, str]:
+    """The longest prefix after which the service code starts, and the rest; no prefix is ""."""
     for prefix in PREFIXES:
-        if text.startswith(prefix) and text[len(prefix) : len(prefix) + 1].isdigit():
-            return prefix, text[len(prefix) :]
-    return None
+        rest = text[len(prefix) :]
+        if text.startswith(prefix) and rest[:1] not in ("*", "#"):
+            return prefix, rest
+    return "", text
 
 
 def parse(text: str) -> Parsed:
@@ -115,30 +128,20 @@ def parse(text: str) -> Parsed:
         return Malformed(text, "empty")
     if len(text) > MAX_USSD_LEN:
         return Malformed(text, "too_long")
-    if not set(text) <= _ALLOWED:
+    if not set(text) <= _DEFAULT_ALPHABET:
         return Malformed(text, "bad_characters")
     if not text.endswith("#"):
         return Malformed(text, "no_terminating_hash")
-    split = _split_prefix(text)
-    if split is None:
-        # Either no known prefix, or a prefix not followed by a digit ("***#", "#*1#").
-        if text.startswith(("*", "#")):
-            return Malformed(text, "bad_service_code")
-        return Malformed(text, "bad_prefix")
-    prefix, rest = split
-    body = rest[:-1]
-    if "#" in body:
-        return Malformed(text, "misplaced_hash")
+    if text == "#":
+        return Malformed(text, "nothing_before_hash")
+    structured = _STRUCTURED.fullmatch(text)
+    if structured is not None:
+        prefix, service_code = structured.group(1), structured.group(2)
+        if prefix == IMEI_PREFIX and service_code == IMEI_SERVICE_CODE:
+            return SupplementaryService(text, PROCEDURES[prefix], service_code, "imei")
+        name = SUPPLEMENTARY_SERVICES.get(service_code)
+        if name is not None:
+            return SupplementaryService(text, PROCEDURES[prefix], service_code, name)
+    prefix, body = _split_prefix(text[:-1])
     service_code, *fields = body.split("*")
-    if not _SERVICE_CODE.fullmatch(service_code):
-        return Malformed(text, "bad_service_code")
-    if len(fields) > MAX_FIELDS:
-        return Malformed(text, "too_many_fields")
-    if not all(_FIELD.fullmatch(f) for f in fields):
-        return Malformed(text, "bad_field")
-    if prefix == IMEI_PREFIX and service_code == IMEI_SERVICE_CODE:
-        return SupplementaryService(text, PROCEDURES[prefix], service_code, "imei")
-    name = SUPPLEMENTARY_SERVICES.get(service_code)
-    if name is not None:
-        return SupplementaryService(text, PROCEDURES[prefix], service_code, name)
     return Ussd(text, prefix, service_code, tuple(fields))

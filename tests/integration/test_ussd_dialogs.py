@@ -123,6 +123,47 @@ async def test_unknown_code_gets_a_final_screen(api: Api) -> None:
     assert screen["text"]
 
 
+@pytest.mark.parametrize("code", ["111#", "*1#", "*1234#", "*555*1*2#"])
+async def test_free_form_ussd_nobody_serves_gets_the_unknown_request_screen(
+    api: Api, code: str
+) -> None:
+    """TS 22.030 §6.5.3: not the structured form, still USSD: the network answers it."""
+    await api.call("PUT", f"/v1/subscribers/{NUMBER}", {}, operator=True)
+    screen = await api.dial(NUMBER, code)
+    assert screen["end"] is True
+    assert screen["text"] == "Неверный USSD-запрос."
+
+
+async def test_more_than_four_fields_still_reach_the_menu_behind_the_service_code(
+    api: Api,
+) -> None:
+    # `*111*828*1*9*9*9#`: the first two fields are the number-management shortcut.
+    screen = await api.dial(NUMBER, "*111*828*1*9*9*9#")
+    assert screen["text"] != "Неверный USSD-запрос."
+    assert "number_management" in (await api.subscriber(NUMBER))["services"]
+
+
+async def test_letters_in_a_field_are_shown_as_a_wrong_choice_not_refused(api: Api) -> None:
+    menu = await api.dial(NUMBER, "*111#")
+    wrong = await api.dial(NUMBER, "*111*abc#")
+    assert wrong["end"] is False
+    assert wrong["text"] != menu["text"], "the menu says what was wrong"
+
+
+@pytest.mark.parametrize("code", ["hello", "*111", "#", "*111*привет#"])
+async def test_what_is_not_ussd_at_all_is_still_refused(api: Api, code: str) -> None:
+    status, body = await api.call("POST", "/v1/ussd", {"msisdn": NUMBER, "code": code})
+    assert status == 400
+    assert body["error"]["code"] == "malformed_ussd"
+
+
+@pytest.mark.parametrize("code", ["**21*9161234567#", "##002#", "*#06#"])
+async def test_supplementary_service_codes_are_not_ussd(api: Api, code: str) -> None:
+    status, body = await api.call("POST", "/v1/ussd", {"msisdn": NUMBER, "code": code})
+    assert status == 400
+    assert body["error"]["code"] == "not_ussd"
+
+
 async def test_timed_out_sessions_are_swept_and_counted(api: Api) -> None:
     await api.dial(NUMBER, "*111#")
     await api.dial("+79161234568", "*111#")

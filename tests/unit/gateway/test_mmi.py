@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from gateway.ussd.mmi import (
@@ -35,6 +35,21 @@ from gateway.ussd.mmi import (
         ("*111*#", "*", "111", ("",), "*111#"),
         ("*145*+79161234567*100#", "*", "145", ("+79161234567", "100"), "*145#"),
         ("  *111*828*1#\n", "*", "111", ("828", "1"), "*111#"),
+        # §6.5.3: not the structured form, still USSD, cut on `*` for routing
+        ("111#", "", "111", (), "111#"),
+        ("+111#", "", "+111", (), "+111#"),
+        ("*1#", "*", "1", (), "*1#"),
+        ("*1234#", "*", "1234", (), "*1234#"),
+        ("*1111#", "*", "1111", (), "*1111#"),
+        ("*111*1*2*3*4*5#", "*", "111", ("1", "2", "3", "4", "5"), "*111#"),
+        ("*111*abc#", "*", "111", ("abc",), "*111#"),
+        ("*111*1+2#", "*", "111", ("1+2",), "*111#"),
+        ("*111#1#", "*", "111#1", (), "*111#1#"),
+        ("*1 1#", "*", "1 1", (), "*1 1#"),
+        ("*+111#", "*", "+111", (), "*+111#"),
+        ("#*111#", "", "#", ("111",), "##"),
+        # five fields are not the SS shape (four at most), so a phone sends this as USSD
+        ("*21*1*2*3*4*5#", "*", "21", ("1", "2", "3", "4", "5"), "*21#"),
     ],
 )
 def test_ussd_strings(
@@ -85,26 +100,15 @@ def test_supplementary_service_examples(
     [
         ("", "empty"),
         ("   \t\n", "empty"),
-        ("hello", "bad_characters"),
-        ("*111#abc", "bad_characters"),
-        ("*1 1#", "bad_characters"),
-        ("*١١١#", "bad_characters"),  # Arabic-Indic digits are not keypad digits
+        ("hello", "no_terminating_hash"),
+        ("*111#abc", "no_terminating_hash"),
         ("*111", "no_terminating_hash"),
         ("*111*1", "no_terminating_hash"),
-        ("111#", "bad_prefix"),
-        ("+111#", "bad_prefix"),
-        ("*1#", "bad_service_code"),
-        ("*1111#", "bad_service_code"),
-        ("***#", "bad_service_code"),
-        ("#", "bad_service_code"),
-        ("*#", "bad_service_code"),
-        ("#*111#", "bad_service_code"),
-        ("*+111#", "bad_service_code"),
-        ("*111#1#", "misplaced_hash"),
-        ("*111##", "misplaced_hash"),
-        ("*111*1*2*3*4*5#", "too_many_fields"),
-        ("*111*1+2#", "bad_field"),
-        ("*111*++7#", "bad_field"),
+        ("#", "nothing_before_hash"),
+        ("*١١١#", "bad_characters"),  # Arabic-Indic digits are not in the GSM default alphabet
+        ("*111*привет#", "bad_characters"),  # Cyrillic needs UCS-2: not a USSD string a phone sends
+        ("*111*€#", "bad_characters"),  # the extension table is not the default alphabet
+        ("*111*1\n2#", "bad_characters"),
         ("*111*" + "1" * (MAX_USSD_LEN - 5) + "#", "too_long"),
     ],
 )
@@ -169,3 +173,19 @@ def test_classification_is_stable_under_surrounding_whitespace(
     text: str, before: str, after: str
 ) -> None:
     assert parse(before + text + after) == parse(text)
+
+
+_gsm_default = st.sampled_from(sorted("0123456789*#+ abcXYZ@£$èΔ_!?.,-"))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=_gsm_default, min_size=1, max_size=40))
+def test_anything_in_the_default_alphabet_ending_in_hash_goes_to_the_network(body: str) -> None:
+    """TS 22.030 §6.5.3: a string ending in `#` that is not an MMI procedure is USSD."""
+    text = body.strip() + "#"
+    assume(text != "#")
+    parsed = parse(text)
+    assert isinstance(parsed, Ussd | SupplementaryService)
+    if isinstance(parsed, Ussd):
+        assert format_ussd(parsed) == text
+        assert text.startswith(parsed.route_key[:-1])
