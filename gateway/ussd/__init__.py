@@ -1,1 +1,7 @@
-"""TODO"""
+"""USSD dialogs: the MMI parser (`mmi.py`, sans-IO), sessions in Redis with a step lease
+(`sessions.py`), the dialog service (`service.py`), routing a code to its application
+(`routing.py`) and the applications behind routes (`apps/`).
+
+Nothing here speaks HTTP or SMPP: the HTTP edge calls the service, and SMPP applications are
+reached through the bridge in `sms/smpp/`.
+"""
