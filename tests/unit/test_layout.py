@@ -39,8 +39,8 @@ def _is_type_checking(test: ast.expr) -> bool:
 def _imported(node: ast.AST, known: dict[str, Path]) -> Iterator[str]:
     """Project modules `node` imports at run time (imports only a type checker sees are not)."""
     if isinstance(node, ast.If) and _is_type_checking(node.test):
-        for child in node.orelse:
-            yield from _imported(child, known)
+        for branch in node.orelse:
+            yield from _imported(branch, known)
         return
     if isinstance(node, ast.Import):
         yield from (a.name for a in node.names if a.name in known)
