@@ -152,6 +152,10 @@ class Connection:
         # PDU tallies go to the application in bulk: one metrics call per kind, not per PDU
         self._counts: dict[tuple[str, str, int], int] = {}
         self._raw_counts: dict[tuple[str, int, int], int] = {}
+        # Protocol errors after the first are counted, not logged: a client pipelining a burst of
+        # bad PDUs must not write a log line for each (one summary line when the link ends).
+        self._unlogged_errors: dict[str, int] = {}
+        self._protocol_errors_logged = False
 
     # --- what the application uses --------------------------------------------------------
     @property
@@ -161,6 +165,14 @@ class Connection:
     @property
     def closed(self) -> bool:
         return self._closed.is_set()
+
+    def _write(self, wire: bytes | bytearray) -> bool:
+        """Write unless the peer is gone: asyncio logs a warning for every write to a lost
+        connection, one line per dropped PDU when a client closes in the middle of a burst."""
+        if self._writer.transport.is_closing():
+            return False
+        self._writer.write(wire)
+        return True
 
     async def request(self, pdu: Pdu, timeout: float | None = None) -> Pdu:
         """Send an SMSC request (deliver_sm, enquire_link, unbind) and wait for its response."""
@@ -172,7 +184,8 @@ class Connection:
         self._waiting[pdu.sequence] = future
         self._tally("out", pdu.command, pdu.status)
         try:
-            self._writer.write(wire)
+            if not self._write(wire):
+                raise ConnectionLost(self.peer)
             await self._writer.drain()
             return await asyncio.wait_for(future, timeout or self._settings.response_timeout_s)
         except (ConnectionError, RuntimeError) as e:
@@ -279,7 +292,7 @@ class Connection:
                 events = session.receive_data(header + body)
             out = session.data_to_send()
             if out:
-                self._writer.write(out)
+                self._write(out)
             for event in events:
                 self._on_event(event)
             if self._writer.transport.get_write_buffer_size() > WRITE_HIGH_WATER:
@@ -314,7 +327,14 @@ class Connection:
             self._tally("out", f"{event.pdu.command}_resp", event.status)
         elif isinstance(event, ProtocolError):
             self._tally("out", "generic_nack", event.status)
-            log.info("smpp %s protocol error: %s %s", self.peer, event.status.name, event.reason)
+            if self._protocol_errors_logged:
+                name = event.status.name
+                self._unlogged_errors[name] = self._unlogged_errors.get(name, 0) + 1
+            else:
+                self._protocol_errors_logged = True
+                log.info(
+                    "smpp %s protocol error: %s %s", self.peer, event.status.name, event.reason
+                )
         elif isinstance(event, Unbound) and event.by_peer:
             self._tally("out", "unbind_resp", Status.ROK)
 
@@ -341,7 +361,7 @@ class Connection:
                     continue  # the ESME unbound meanwhile: nobody is waiting for this answer
                 self._tally("out", response.command, response.status)
             if out and not self.closed:
-                self._writer.write(out)  # one write (one syscall) for the whole batch
+                self._write(out)  # one write (one syscall) for the whole batch
             self.flush_counts()
             self._room.set()
             with contextlib.suppress(ConnectionError):
@@ -406,6 +426,13 @@ class Connection:
         self._writer.close()
         with contextlib.suppress(Exception):
             await self._writer.wait_closed()
+        if self._unlogged_errors:
+            log.info(
+                "smpp %s: %d more protocol errors on this link (%s)",
+                self.peer,
+                sum(self._unlogged_errors.values()),
+                ", ".join(f"{name} x{n}" for name, n in sorted(self._unlogged_errors.items())),
+            )
         if was_bound:
             log.info("smpp %s (%s) disconnected", self.peer, self.system_id)
             self._app.unbound(self)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -230,3 +232,33 @@ async def test_shutdown_unbinds_clients(redis_server: EmbeddedRedis, redis_clien
         await s.api.runtime.smsc.close()  # type: ignore[union-attr]
         await client.wait_closed()  # our client answered the SMSC's unbind and the link ended
         assert not client.connected
+
+
+@pytest.mark.parametrize("bind", [True, False], ids=["bound", "open"])
+async def test_a_pipelined_burst_of_bad_pdus_then_close_logs_one_summary(
+    smsc: Smsc, caplog: pytest.LogCaptureFixture, bind: bool
+) -> None:
+    caplog.set_level(logging.INFO)
+    raw = await RawClient.open(smsc)
+    if bind:
+        await raw.bind()
+    unknown = [header(16, 0x00009999, sequence=i) for i in range(2, 202)]
+    cut_short = [
+        header(20, CommandId.submit_sm, sequence=i) + b"\x01" * 4 for i in range(202, 302)
+    ]
+    raw.writer.write(b"".join(unknown + cut_short))
+    await raw.close()  # at once: the SMSC is still reading the burst
+    await still_serving(smsc)
+    for _ in range(100):
+        summaries = [r for r in caplog.records if "more protocol errors" in r.getMessage()]
+        if summaries:
+            break
+        await asyncio.sleep(0.05)
+    errors = [r for r in caplog.records if "protocol error:" in r.getMessage()]
+    assert len(errors) == 1, "the first protocol error is logged with its reason"
+    [summary] = summaries
+    counted = int(summary.getMessage().split(": ")[1].split()[0])
+    assert counted == 299, "every later one is counted in the one summary line"
+    assert "RINVCMDID x199" in summary.getMessage()
+    noisy = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert noisy == [], "no warning per answer written to the closed link"
