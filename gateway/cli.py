@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from gateway.config import ConfigError, load_config
+from gateway.config import ConfigError, SmppAccount, development_smpp_account, load_config
 from gateway.runtime import StartupError
 from gateway.terminal import event_line, parse_sse, screen_box
 
@@ -192,8 +192,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         ("redis", "durability"): args.durability,
         ("workers",): args.workers,
     }
+    dev_account = development_smpp_account()
     try:
-        config = load_config(path, overrides=overrides)
+        config = load_config(path, overrides=overrides, default_smpp_account=dev_account)
+        if dev_account in config.smpp.accounts:
+            _announce_dev_account(dev_account)
         if config.workers > 1:
             from gateway.workers import supervise
 
@@ -205,6 +208,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         pass
     return 0
+
+
+def _announce_dev_account(account: SmppAccount) -> None:
+    # Printed like the operator token, and for the same reason: a person needs it to bind.
+    chosen = "" if os.environ.get("USSDSIM_SMPP_PASSWORD") else f" password {account.password}"
+    print(
+        f"ussdsim: SMPP development account (no smpp.accounts configured; "
+        f"USSDSIM_SMPP_SYSTEM_ID / USSDSIM_SMPP_PASSWORD choose it): "
+        f"system_id {account.system_id}{chosen}",
+        flush=True,
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -6,7 +6,9 @@ top of the repository spells the same defaults out for people to edit.
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import secrets
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -384,13 +386,40 @@ def _describe(err: ValidationError) -> str:
     return "; ".join(lines)
 
 
+DEV_SMPP_SHORT_NUMBER = "7777"
+
+
+def development_smpp_account(env: Mapping[str, str] | None = None) -> SmppAccount:
+    """The account `serve` offers when nothing configures one, so an ESME can bind on first
+    start: `USSDSIM_SMPP_SYSTEM_ID` / `USSDSIM_SMPP_PASSWORD`, else `ussdsim` and a fresh
+    8-character password (SMPP 3.4's limit)."""
+    environ = os.environ if env is None else env
+    return SmppAccount(
+        system_id=environ.get("USSDSIM_SMPP_SYSTEM_ID") or "ussdsim",
+        password=environ.get("USSDSIM_SMPP_PASSWORD") or secrets.token_hex(4),
+        short_numbers=[DEV_SMPP_SHORT_NUMBER],
+    )
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
 def load_config(
     path: str | os.PathLike[str] | None = None,
     *,
     env: Mapping[str, str] | None = None,
     overrides: Mapping[tuple[str, ...], Any] | None = None,
+    default_smpp_account: SmppAccount | None = None,
 ) -> Config:
-    """Read the file (if any), then environment variables, then flag overrides; validate once."""
+    """Read the file (if any), then environment variables, then flag overrides; validate once.
+
+    `default_smpp_account` is used when no layer says `smpp.accounts`, and only on a loopback
+    listen address unless its password was chosen (`USSDSIM_SMPP_PASSWORD`): a generated
+    password printed on a terminal is no protection on a reachable port."""
     doc: dict[str, Any] = {}
     base = Path.cwd()
     if path is not None:
@@ -413,6 +442,14 @@ def load_config(
         if value is not None:
             _set(doc, key_path, value)
     doc["base_dir"] = str(base)
+    smpp_doc = doc.get("smpp")
+    if default_smpp_account is not None and (
+        smpp_doc is None or (isinstance(smpp_doc, dict) and "accounts" not in smpp_doc)
+    ):
+        listen = str((smpp_doc or {}).get("listen", SmppConfig().listen))
+        chosen = bool(environ.get("USSDSIM_SMPP_PASSWORD"))
+        if chosen or _loopback(listen.rpartition(":")[0]):
+            _set(doc, ("smpp", "accounts"), [default_smpp_account.model_dump()])
     try:
         return Config.model_validate(doc)
     except ValidationError as e:
