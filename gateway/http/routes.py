@@ -269,6 +269,9 @@ def _is_stream_id(value: str) -> bool:
     return all(int(part) < 2**64 for part in value.split("-"))
 
 
+EVENTS_PAGE = 200
+
+
 async def events(request: web.Request) -> web.StreamResponse:
     runtime = rt(request)
     want_msisdn = request.query.get("msisdn")
@@ -285,7 +288,9 @@ async def events(request: web.Request) -> web.StreamResponse:
     last = await runtime.events.last_id() if after == "$" else after
     await response.prepare(request)
     while True:
-        batch = await runtime.events.read(after=last, count=200, block_ms=None if once else 15000)
+        batch = await runtime.events.read(
+            after=last, count=EVENTS_PAGE, block_ms=None if once else 15000
+        )
         for event in batch:
             last = event["id"]
             if want_msisdn and event["msisdn"] != want_msisdn:
@@ -296,7 +301,7 @@ async def events(request: web.Request) -> web.StreamResponse:
             await response.write(
                 f"id: {last}\nevent: {event['kind']}\ndata: {payload}\n\n".encode()
             )
-        if once:
+        if once and len(batch) < EVENTS_PAGE:  # a full page may have more behind it
             break
         if not batch:
             await response.write(b": keepalive\n\n")
