@@ -4,20 +4,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
+import contextlib
 import logging
 import os
 import sys
-import urllib.error
-import urllib.parse
-import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from gateway.config import ConfigError, SmppAccount, development_smpp_account, load_config
 from gateway.runtime import StartupError
-from gateway.terminal import event_line, parse_sse, screen_box
+from gateway.terminal import event_line, screen_box
+from ussdsim.client import ApiError, Client, ServerUnreachable
 
 DEFAULT_URL = os.environ.get("USSDSIM_URL", "http://127.0.0.1:8080")
 
@@ -74,58 +72,33 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-class ClientError(Exception):
-    pass
-
-
-def _call(url: str, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(
-        url.rstrip("/") + path,
-        data=data,
-        method=method,
-        headers={"Content-Type": "application/json"},
-    )
-    try:
-        with urllib.request.urlopen(req, timeout=70) as resp:
-            raw = resp.read()
-            return resp.status, (json.loads(raw) if raw else None)
-    except urllib.error.HTTPError as e:
-        raw = e.read()
-        try:
-            return e.code, json.loads(raw)
-        except ValueError:
-            return e.code, {
-                "error": {"code": "http_error", "message": raw.decode(errors="replace")}
-            }
-    except urllib.error.URLError as e:
-        raise ClientError(f"cannot reach {url}: {e.reason}") from e
-
-
-def _error_text(status: int, body: Any) -> str:
-    err = (body or {}).get("error", {}) if isinstance(body, dict) else {}
-    return f"error {status}: {err.get('code', '?')}: {err.get('message', '')}"
+def _error_text(e: ApiError) -> str:
+    return f"error {e.status}: {e.code}: {e.message}"
 
 
 def cmd_dial(url: str, msisdn: str, code: str) -> int:
-    status, reply = _call(url, "POST", "/v1/ussd", {"msisdn": msisdn, "code": code})
-    while True:
-        if status != 200:
-            print(_error_text(status, reply), file=sys.stderr)
-            return 1
-        print(screen_box(reply))
-        if reply["end"]:
-            print("(session ended by the network)")
-            return 0
+    with Client(url) as client:
         try:
-            answer = input("> ")
-        except (EOFError, KeyboardInterrupt):
-            _call(url, "DELETE", f"/v1/ussd/{reply['session_id']}")
-            print("\n(session cancelled)")
-            return 0
-        status, reply = _call(url, "POST", f"/v1/ussd/{reply['session_id']}", {"input": answer})
-        if status == 404 and (reply or {}).get("error", {}).get("reason") == "timed_out":
-            print("(the network released the session: no answer in time)", file=sys.stderr)
+            dialog = client.dial(msisdn, code)
+            while True:
+                print(screen_box(dialog.screen))
+                if dialog.end:
+                    print("(session ended by the network)")
+                    return 0
+                try:
+                    answer = input("> ")
+                except (EOFError, KeyboardInterrupt):
+                    with contextlib.suppress(ApiError):
+                        dialog.cancel()
+                    print("\n(session cancelled)")
+                    return 0
+                dialog.reply(answer)
+        except ApiError as e:
+            error = e.body.get("error") if isinstance(e.body, dict) else None
+            if e.status == 404 and isinstance(error, dict) and error.get("reason") == "timed_out":
+                print("(the network released the session: no answer in time)", file=sys.stderr)
+            else:
+                print(_error_text(e), file=sys.stderr)
             return 1
 
 
@@ -134,46 +107,36 @@ def cmd_watch(url: str, msisdn: str | None, kinds: str | None, token: str | None
     if not token:
         print("ussdsim: watch needs the operator token: set USSDSIM_ADMIN_TOKEN", file=sys.stderr)
         return 2
-    query = urllib.parse.urlencode({k: v for k, v in (("msisdn", msisdn), ("kind", kinds)) if v})
-    req = urllib.request.Request(
-        f"{url.rstrip('/')}/v1/events?{query}", headers={"Authorization": f"Bearer {token}"}
-    )
-    try:
-        with urllib.request.urlopen(req, timeout=60) as resp:
-            print(f"watching {url} (Ctrl-C stops)", file=sys.stderr, flush=True)
-            block: list[str] = []
-            for raw in resp:
-                line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
-                if line:
-                    block.append(line)
-                    continue
-                event = parse_sse(block)
-                block = []
-                if event is not None:
-                    print(event_line(event), flush=True)
-    except urllib.error.HTTPError as e:
-        print(_error_text(e.code, json.loads(e.read() or b"null")), file=sys.stderr)
-        return 1
-    except urllib.error.URLError as e:
-        raise ClientError(f"cannot reach {url}: {e.reason}") from e
-    except KeyboardInterrupt:
-        pass
+
+    def opened() -> None:
+        print(f"watching {url} (Ctrl-C stops)", file=sys.stderr, flush=True)
+
+    with Client(url, token) as client:
+        try:
+            for event in client.stream(msisdn, kinds, on_open=opened):
+                print(event_line(event), flush=True)
+        except ApiError as e:
+            print(_error_text(e), file=sys.stderr)
+            return 1
+        except KeyboardInterrupt:
+            pass
     return 0
 
 
 def cmd_sms(url: str, sender: str, to: str, text: str, wait: float) -> int:
-    status, inbox = _call(url, "GET", f"/v1/subscribers/{sender}/inbox")
-    last = max((m["id"] for m in inbox["messages"]), default=0) if status == 200 else 0
-    status, accepted = _call(url, "POST", "/v1/sms", {"from": sender, "to": to, "text": text})
-    if status != 202:
-        print(_error_text(status, accepted), file=sys.stderr)
-        return 1
-    print(
-        f"sent {accepted['message_id']} ({accepted['segments']} segment(s), {accepted['encoding']})"
-    )
-    status, replies = _call(url, "GET", f"/v1/subscribers/{sender}/inbox?after={last}&wait={wait}")
-    for message in replies.get("messages", []) if status == 200 else []:
-        print(f"<- {message['from']}: {message['text']}")
+    with Client(url) as client:
+        try:
+            inbox = client.inbox(sender).skip()  # what is there already is not a reply
+            accepted = client.sms(sender, to, text)
+            print(
+                f"sent {accepted['message_id']} "
+                f"({accepted['segments']} segment(s), {accepted['encoding']})"
+            )
+            for message in inbox.poll(wait):
+                print(f"<- {message['from']}: {message['text']}")
+        except ApiError as e:
+            print(_error_text(e), file=sys.stderr)
+            return 1
     return 0
 
 
@@ -224,6 +187,8 @@ def _announce_dev_account(account: SmppAccount) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    # httpx logs every request at INFO: the client commands' output is their own lines
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     try:
         if args.command == "serve":
             return cmd_serve(args)
@@ -247,7 +212,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             from gateway.harness.scenario.cli import run_command
 
             return run_command(args)
-    except ClientError as e:
+    except ServerUnreachable as e:
         print(f"ussdsim: {e}", file=sys.stderr)
         return 1
     return 2

@@ -175,6 +175,16 @@ def op_wait_for(
             )
 
 
+def op_poll(inbox: InboxState, wait_s: float) -> Operation[list[dict[str, Any]]]:
+    messages = yield from op_messages(inbox.msisdn, inbox.position, wait_s)
+    inbox.position = max([inbox.position, *(int(m["id"]) for m in messages)])
+    return messages
+
+
+def op_skip(inbox: InboxState) -> Operation[None]:
+    yield from op_poll(inbox, 0.0)
+
+
 def op_put_subscriber(msisdn: str, fields: Mapping[str, Any]) -> Operation[dict[str, Any]]:
     reply = yield Call("PUT", f"/v1/subscribers/{number(msisdn)}", dict(fields), operator=True)
     return dict(reply.expect(200, 201))
@@ -316,6 +326,15 @@ class Inbox(InboxState):
     ) -> dict[str, Any]:
         return self._client.run(op_wait_for(self, sender, contains, matches, timeout))
 
+    def skip(self) -> Inbox:
+        """Consume what is there now: later waits see only what arrives after."""
+        self._client.run(op_skip(self))
+        return self
+
+    def poll(self, wait_s: float = 0.0) -> list[dict[str, Any]]:
+        """The messages after the position (consumed), waiting up to `wait_s` for the first."""
+        return self._client.run(op_poll(self, wait_s))
+
 
 class Clock:
     def __init__(self, client: Client) -> None:
@@ -395,9 +414,13 @@ class Client:
         return self.run(op_healthy())
 
     def stream(
-        self, msisdn: str | None = None, kind: str | None = None
+        self,
+        msisdn: str | None = None,
+        kind: str | None = None,
+        on_open: Callable[[], None] | None = None,
     ) -> Iterator[dict[str, Any]]:
-        """Events as they happen, until the caller stops iterating."""
+        """Events as they happen, until the caller stops iterating; `on_open` runs once the
+        server has subscribed the stream (nothing after that is missed)."""
         query = urlencode({k: v for k, v in (("msisdn", msisdn), ("kind", kind)) if v})
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
         try:
@@ -407,6 +430,8 @@ class Client:
                 if resp.status_code != 200:
                     resp.read()
                     Reply(resp.status_code, _decode(resp.text)).expect(200)
+                if on_open is not None:
+                    on_open()
                 yield from _sse_events(resp.iter_lines())
         except httpx.TransportError as e:
             raise _unreachable(self.url, e) from e
@@ -442,6 +467,13 @@ class AsyncInbox(InboxState):
         timeout: float = 5.0,
     ) -> dict[str, Any]:
         return await self._client.run(op_wait_for(self, sender, contains, matches, timeout))
+
+    async def skip(self) -> AsyncInbox:
+        await self._client.run(op_skip(self))
+        return self
+
+    async def poll(self, wait_s: float = 0.0) -> list[dict[str, Any]]:
+        return await self._client.run(op_poll(self, wait_s))
 
 
 class AsyncClock:

@@ -13,9 +13,6 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
-from urllib.parse import quote
-
-import aiohttp
 
 from gateway.harness.scenario.checks import (
     MissingVariable,
@@ -29,9 +26,10 @@ from gateway.harness.scenario.checks import (
     text_problems,
 )
 from gateway.harness.scenario.model import ExpectSms, Scenario, Step
+from ussdsim.client import AsyncClient, ServerUnreachable
+from ussdsim.client import number as _path_number
 
 Outcome = Literal["passed", "failed", "skipped"]
-REQUEST_TIMEOUT_S = 30.0
 
 
 @dataclass
@@ -73,36 +71,20 @@ class StepFailed(Exception):
 
 
 class Client:
-    """The HTTP calls a scenario makes; operator calls carry the bearer token."""
+    """The calls a scenario makes, through the public client: a status is data to check, and a
+    server that does not answer fails the step."""
 
-    def __init__(self, http: aiohttp.ClientSession, url: str, token: str | None) -> None:
-        self.http = http
-        self.url = url.rstrip("/")
-        self.token = token
+    def __init__(self, api: AsyncClient) -> None:
+        self.api = api
 
     async def call(
         self, method: str, path: str, body: Any = None, *, operator: bool = False, wait: float = 0
     ) -> tuple[int, Any]:
-        headers = {}
-        if operator and self.token:
-            headers["Authorization"] = f"Bearer {self.token}"
-        timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S + wait)
-        kwargs: dict[str, Any] = {"headers": headers, "timeout": timeout}
-        if body is not None:
-            kwargs["json"] = body
         try:
-            async with self.http.request(method, self.url + path, **kwargs) as resp:
-                raw = await resp.text()
-                try:
-                    return resp.status, json.loads(raw) if raw else None
-                except ValueError:
-                    return resp.status, raw
-        except (aiohttp.ClientError, TimeoutError) as e:
-            raise StepFailed([f"cannot reach {self.url}: {e or type(e).__name__}"]) from e
-
-
-def _path_number(msisdn: str) -> str:
-    return quote(msisdn, safe="")
+            reply = await self.api.call(method, path, body, operator=operator, wait=wait)
+        except ServerUnreachable as e:
+            raise StepFailed([str(e)]) from e
+        return reply.status, reply.body
 
 
 def _body_text(body: Any) -> str:
@@ -398,8 +380,8 @@ async def run_scenarios(
 ) -> list[ScenarioResult]:
     """Run each scenario in order against the server at `url`; never raises for a failed step."""
     results = []
-    async with aiohttp.ClientSession() as http:
-        client = Client(http, url, token)
+    async with AsyncClient(url, token) as api:
+        client = Client(api)
         for scenario in scenarios:
             report = None
             if on_step is not None:
