@@ -243,9 +243,7 @@ async def test_a_pipelined_burst_of_bad_pdus_then_close_logs_one_summary(
     if bind:
         await raw.bind()
     unknown = [header(16, 0x00009999, sequence=i) for i in range(2, 202)]
-    cut_short = [
-        header(20, CommandId.submit_sm, sequence=i) + b"\x01" * 4 for i in range(202, 302)
-    ]
+    cut_short = [header(20, CommandId.submit_sm, sequence=i) + b"\x01" * 4 for i in range(202, 302)]
     raw.writer.write(b"".join(unknown + cut_short))
     await raw.close()  # at once: the SMSC is still reading the burst
     await still_serving(smsc)
