@@ -21,7 +21,7 @@ from gateway.harness.faults import FaultBook, config_problems
 from gateway.harness.metrics import Metrics
 from gateway.subscribers import SubscriberDirectory
 from gateway.ussd.apps import AppSet
-from gateway.ussd.apps.smpp_app import SmppUssdBridge, smpp_app_factory
+from gateway.ussd.apps.smpp_app import smpp_app_factory
 from gateway.ussd.routing import Router, RouteTarget
 from gateway.ussd.service import UssdService
 from gateway.ussd.sessions import SessionStore
@@ -35,8 +35,10 @@ from menus.action_specs.catalogue import ACTIONS
 from menus.loader import DEFAULT_PROFILE_DIR, MenuSet, load_menus
 from sms.inbox import Inbox
 from sms.service import SmsGateway
-from sms.smpp.smsc import ForwardingInbox, Smsc
+from sms.smpp.forwarding import ForwardingInbox
+from sms.smpp.smsc import Smsc
 from sms.smpp.store import SmppStore
+from sms.smpp.ussd_bridge import SmppUssdBridge
 
 log = logging.getLogger("ussdsim")
 

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from sms.encoding import plan_sms
 from sms.smpp.accounts import Account, AccountBook
 from sms.smpp.constants import Status
-from sms.smpp.smsc import sms_shape
+from sms.smpp.submit_rules import sms_shape
 from sms.smpp.throttle import TokenBucket
 
 BOOK = AccountBook(

@@ -1,0 +1,119 @@
+"""Who may bind: the account's password and bind types, `max_binds` counted over every worker
+(a lease per bound connection in Redis, renewed while it lives), and the failed-bind brake.
+
+A store that does not answer never locks an ESME out: the count falls back to this process's
+own binds, and the abuse limits are skipped (the password check still runs).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import redis.exceptions
+
+from gateway.harness.clock import Clock
+from sms.smpp.accounts import AccountBook
+from sms.smpp.bind_leases import RENEW_EVERY_S, BindLeases
+from sms.smpp.constants import Status
+from sms.smpp.server import Connection, SmscServer
+
+if TYPE_CHECKING:
+    from gateway.abuse import AbuseLimits
+
+
+@dataclass
+class _Claim:
+    """A connection's place among its account's binds: granted by the store, refused, or
+    None when the store did not answer."""
+
+    system_id: str
+    conn_id: str
+    granted: bool | None = None
+
+
+class BindGate:
+    def __init__(
+        self,
+        accounts: AccountBook,
+        server: SmscServer,
+        leases: BindLeases,
+        clock: Clock,
+        lease_prefix: str,
+    ) -> None:
+        self._accounts = accounts
+        self._server = server
+        self.leases = leases
+        self._clock = clock
+        self._prefix = lease_prefix
+        self.abuse: AbuseLimits | None = None  # failed-bind limits, when the runtime has them
+        self._claims: dict[Connection, _Claim] = {}
+        self._lease_ids = itertools.count(1)
+        self._renewer: asyncio.Task[None] | None = None
+
+    def start(self, counts_binds: bool) -> None:
+        if counts_binds:
+            self._renewer = asyncio.create_task(self._renew_leases(), name="smpp-bind-leases")
+
+    async def close(self) -> None:
+        if self._renewer is not None:
+            self._renewer.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._renewer
+
+    def authenticate(self, conn: Connection, system_id: str, password: str, bind_type: str) -> int:
+        claim = self._claims.get(conn)
+        if claim is not None and claim.system_id == system_id and claim.granted is not None:
+            account = self._accounts.get(system_id)
+            binds = 0 if claim.granted or account is None else account.max_binds
+        else:  # no answer from the store: this process's own binds at least
+            binds = len(self._server.bound(system_id))
+        return self._accounts.authenticate(system_id, password, bind_type, binds=binds)
+
+    async def claim(self, conn: Connection, system_id: str) -> None:
+        account = self._accounts.get(system_id)
+        if account is None or not account.max_binds:
+            return
+        claim = _Claim(system_id, f"{self._prefix}:{next(self._lease_ids)}")
+        with contextlib.suppress(redis.exceptions.RedisError):
+            claim.granted = await self.leases.claim(
+                system_id, claim.conn_id, account.max_binds, time.time()
+            )
+        self._claims[conn] = claim
+
+    async def release(self, conn: Connection) -> None:
+        claim = self._claims.pop(conn, None)
+        if claim is not None and claim.granted:
+            with contextlib.suppress(redis.exceptions.RedisError):
+                await self.leases.release(claim.system_id, claim.conn_id)
+
+    async def _renew_leases(self) -> None:
+        """Every bound connection of this process keeps its place; a dead process's lapse."""
+        while True:
+            await asyncio.sleep(RENEW_EVERY_S)
+            held: dict[str, list[str]] = {}
+            for claim in self._claims.values():
+                if claim.granted:
+                    held.setdefault(claim.system_id, []).append(claim.conn_id)
+            for system_id, conn_ids in held.items():
+                with contextlib.suppress(redis.exceptions.RedisError):
+                    await self.leases.renew(system_id, conn_ids, time.time())
+
+    async def admit(self, conn: Connection, system_id: str) -> int:
+        if self.abuse is None:
+            return Status.ROK
+        try:
+            now = await self._clock.now()
+        except redis.exceptions.RedisError:
+            return Status.ROK  # the limits are a brake; the password check still runs
+        return await self.abuse.admit_bind(conn.host, system_id, now)
+
+    async def failed(self, conn: Connection, system_id: str) -> None:
+        if self.abuse is None:
+            return
+        with contextlib.suppress(redis.exceptions.RedisError):
+            await self.abuse.bind_failed(conn.host, system_id, await self._clock.now())

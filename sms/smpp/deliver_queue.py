@@ -1,0 +1,247 @@
+"""The way out to the ESMEs: each account's queue of MO SMS and receipts, sent as deliver_sm.
+
+Items wait in Redis (`SmppStore`), so a crash or an unbound receiver keeps them. A deliverer task
+per account takes up to a window per bound receiver, sends them at once, acknowledges the batch
+in one round trip and retries failures with a doubling backoff. Under `serve --workers N` the
+account's receiver may be bound to a sibling process: it is woken through Redis pub/sub, with
+its deliverer's poll as the fallback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import logging
+from typing import Any
+
+import redis.exceptions
+
+from gateway.config import Config
+from gateway.harness.clock import Clock
+from gateway.harness.events import EventLog
+from sms.smpp.accounts import Account, AccountBook
+from sms.smpp.constants import Status
+from sms.smpp.queue_items import deliver_pdu, mo_item
+from sms.smpp.server import Connection, ConnectionLost, SmscServer
+from sms.smpp.session import LocalProtocolError
+from sms.smpp.store import SmppStore
+
+log = logging.getLogger("ussdsim.smpp")
+
+IDLE_POLL_S = 0.5
+
+
+class DeliverQueue:
+    def __init__(
+        self,
+        config: Config,
+        accounts: AccountBook,
+        server: SmscServer,
+        store: SmppStore,
+        clock: Clock,
+        events: EventLog,
+    ) -> None:
+        self._config = config
+        self._accounts = accounts
+        self._server = server
+        self._store = store
+        self._clock = clock
+        self._events = events
+        self._shared = config.workers > 1
+        self._deliverers: dict[str, asyncio.Task[None]] = {}
+        self._kicks: dict[str, asyncio.Event] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._waking: set[str] = set()
+        self._rewake: set[str] = set()
+        self._listener: asyncio.Task[None] | None = None
+
+    def _system_ids(self) -> list[str]:
+        return [a.system_id for a in self._config.smpp.accounts]
+
+    async def start(self) -> None:
+        for system_id in self._system_ids():
+            # One of several workers takes back only its own in-flight items (its previous
+            # life's): its siblings may be delivering theirs right now.
+            if self._shared:
+                moved = await self._store.recover(system_id)
+            else:
+                moved = await self._store.recover_all(system_id)
+            if moved:
+                log.info(
+                    "smpp %s: %d unacknowledged deliver_sm put back in the queue", system_id, moved
+                )
+        if self._shared:
+            self._listener = asyncio.create_task(self._listen_for_wakes(), name="smpp-wakes")
+
+    async def close(self) -> None:
+        tasks = [*self._deliverers.values(), *self._tasks]
+        if self._listener is not None:
+            tasks.append(self._listener)
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self._shared:
+            await self._hand_back()
+
+    async def _hand_back(self) -> None:
+        """What this worker took and did not see acknowledged goes back to the queue for a
+        sibling that is still serving (at least once: an item sent just now may come twice)."""
+        for system_id in self._system_ids():
+            with contextlib.suppress(redis.exceptions.RedisError):
+                if await self._store.recover(system_id):
+                    await self._store.wake(system_id)
+
+    def background(self, task: asyncio.Task[None]) -> None:
+        """Keep a task of the SMSC's until it ends; `close` cancels what is still running."""
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def enqueue_mo(
+        self, system_id: str, sender: str, to: str, text: str, now: float, message_id: str
+    ) -> None:
+        """A subscriber's SMS to a short number routed to `system_id`: queued until delivered."""
+        await self.enqueue(system_id, mo_item(sender, to, text, now, message_id))
+
+    async def enqueue(self, system_id: str, item: dict[str, Any]) -> None:
+        await self._store.enqueue(system_id, item)
+        self.kick(system_id)
+
+    def kick(self, system_id: str) -> None:
+        """Something was queued for `system_id`: its deliverer, here or at a sibling, looks now."""
+        self._kick_here(system_id)
+        if self._shared and not self.receivers(system_id):
+            self._wake_siblings(system_id)
+
+    def _kick_here(self, system_id: str) -> None:
+        kick = self._kicks.get(system_id)
+        if kick is not None:
+            kick.set()
+        if self._server.bound(system_id):
+            self.start_deliverer(system_id)
+
+    def _wake_siblings(self, system_id: str) -> None:
+        """The account's receiver may be bound to another worker: tell it through Redis (one
+        message in flight per account, sent again if more was queued meanwhile; its deliverer's
+        poll is the fallback)."""
+        if system_id in self._waking:
+            self._rewake.add(system_id)
+            return
+        self._waking.add(system_id)
+
+        async def publish() -> None:
+            try:
+                while True:
+                    self._rewake.discard(system_id)
+                    await self._store.wake(system_id)
+                    if system_id not in self._rewake:
+                        break
+            except redis.exceptions.RedisError:
+                pass  # the sibling's deliverer polls the queue anyway
+            finally:
+                self._waking.discard(system_id)
+
+        self.background(asyncio.create_task(publish()))
+
+    async def _listen_for_wakes(self) -> None:
+        while True:
+            try:
+                async for system_id in self._store.wakes():
+                    if self.receivers(system_id):
+                        self._kick_here(system_id)
+            except redis.exceptions.RedisError:
+                await asyncio.sleep(IDLE_POLL_S)
+
+    def start_deliverer(self, system_id: str) -> None:
+        task = self._deliverers.get(system_id)
+        if task is not None and not task.done():
+            return
+        self._kicks.setdefault(system_id, asyncio.Event())
+        self._deliverers[system_id] = asyncio.create_task(
+            self._deliver_loop(system_id), name=f"smpp-deliver-{system_id}"
+        )
+
+    def receivers(self, system_id: str) -> list[Connection]:
+        return [c for c in self._server.bound(system_id) if c.can_receive]
+
+    async def _deliver_loop(self, system_id: str) -> None:
+        """Take up to a window of queued items, send them over the account's receivers at once,
+        acknowledge the batch in one round trip, repeat; ends when no receiver is bound."""
+        account = self._accounts.get(system_id)
+        assert account is not None
+        kick = self._kicks[system_id]
+        turn = itertools.count()
+        while True:
+            receivers = self.receivers(system_id)
+            if not receivers:
+                return
+            kick.clear()
+            items = await self._store.take(system_id, account.window * len(receivers))
+            if not items:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(kick.wait(), IDLE_POLL_S)
+                continue
+            statuses = await asyncio.gather(
+                *(self._send_item(receivers[next(turn) % len(receivers)], raw) for raw in items)
+            )
+            await self._settle(account, items, statuses)
+
+    async def _send_item(self, conn: Connection, raw: str) -> int | None:
+        """The deliver_sm_resp status; None when the link failed; -1 for an unusable item."""
+        try:
+            pdu = deliver_pdu(json.loads(raw))
+        except Exception:
+            return -1
+        try:
+            resp = await conn.request(pdu)
+        except (ConnectionLost, LocalProtocolError, TimeoutError):
+            return None
+        return resp.status
+
+    async def _settle(self, account: Account, items: list[str], statuses: list[int | None]) -> None:
+        done = [raw for raw, status in zip(items, statuses, strict=True) if status in (0, -1)]
+        await self._store.ack_all(account.system_id, done)
+        now = await self._clock.now()
+        async with self._events.batch():
+            for raw, status in zip(items, statuses, strict=True):
+                item = json.loads(raw)
+                if status == Status.ROK:
+                    if item["kind"] == "mo":  # receipts are too many to log one by one
+                        await self._events.emit(
+                            "smpp.mo_delivered",
+                            None,
+                            now,
+                            id=item.get("id"),
+                            account=account.system_id,
+                        )
+                    continue
+                if status == -1:
+                    log.warning(
+                        "smpp %s: dropped a queue item that cannot be sent", account.system_id
+                    )
+                    continue
+                self.background(asyncio.create_task(self._retry(account, raw, item, status, now)))
+
+    async def _retry(
+        self, account: Account, raw: str, item: dict[str, Any], status: int | None, now: float
+    ) -> None:
+        attempts = int(item.get("attempts", 0)) + 1
+        item["attempts"] = attempts
+        if attempts >= self._config.smpp.mo_max_attempts:
+            await self._store.ack(account.system_id, raw)
+            await self._events.emit(
+                f"smpp.{item['kind']}_failed",
+                None,
+                now,
+                id=item.get("id"),
+                account=account.system_id,
+                status=status,
+            )
+            return
+        # Backoff doubles per attempt; the item stays in flight meanwhile, so a crash keeps it.
+        await asyncio.sleep(self._config.smpp.mo_retry_base_s * 2 ** (attempts - 1))
+        await self._store.requeue(account.system_id, raw, item)
+        self.kick(account.system_id)
