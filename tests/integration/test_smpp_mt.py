@@ -184,6 +184,51 @@ async def test_query_and_cancel(smsc: Smsc) -> None:
     assert await texts(smsc) == [("shop", "hi")]  # the cancelled long message never arrives
 
 
+async def test_query_and_cancel_match_the_addresses_the_message_was_submitted_with(
+    smsc: Smsc,
+) -> None:
+    """SMPP 3.4 §4.8.1 / §4.9.1: another source (or, for cancel, another recipient) names no
+    message: nothing is cancelled, the query finds nothing."""
+    async with client(smsc) as c:
+        sent = await c.submit(source_addr="SHOP", destination_addr=SUB, short_message=b"hi")
+        ok = await c.request_pdu("query_sm", message_id=sent["message_id"], source_addr="SHOP")
+        unknown_source = await c.request_pdu(
+            "query_sm", message_id=sent["message_id"], source_addr="OTHER"
+        )
+        not_known = await c.request_pdu("query_sm", message_id=sent["message_id"])
+        part = await c.submit(
+            source_addr="79990001122",
+            source_addr_ton=1,
+            destination_addr=SUB,
+            esm_class=0x40,
+            short_message=concat_udh(7, 2, 1) + b"first half",
+        )
+        pending = part["message_id"]
+        wrong_source = await c.request_pdu("cancel_sm", message_id=pending, source_addr="SHOP")
+        no_source = await c.request_pdu("cancel_sm", message_id=pending)
+        wrong_dest = await c.request_pdu(
+            "cancel_sm",
+            message_id=pending,
+            source_addr="79990001122",
+            destination_addr="79160000000",
+        )
+        still = await c.request_pdu("query_sm", message_id=pending)
+        cancelled = await c.request_pdu(
+            "cancel_sm",
+            message_id=pending,
+            source_addr="+79990001122",  # the same number with its '+'
+            destination_addr="89161234567",  # the same subscriber in national form
+        )
+        after = await c.request_pdu("query_sm", message_id=pending)
+    assert (ok.status, ok["message_state"]) == (Status.ROK, MessageState.DELIVERED)
+    assert unknown_source.status == Status.RQUERYFAIL
+    assert not_known.status == Status.ROK  # a NULL source_addr: "if not known"
+    assert [r.status for r in (wrong_source, no_source, wrong_dest)] == [Status.RCANCELFAIL] * 3
+    assert still["message_state"] == MessageState.ENROUTE
+    assert cancelled.status == Status.ROK
+    assert after["message_state"] == MessageState.DELETED
+
+
 async def test_message_ids_are_unique(smsc: Smsc) -> None:
     async with client(smsc) as c:
         ids = {
