@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 from gateway.errors import bad_request, not_found
 from ledger.models import Subscriber
 from ledger.numbers import InvalidNumber, normalize_msisdn
@@ -23,7 +26,21 @@ class SubscriberDirectory:
             raise bad_request("invalid_msisdn", f"{field}: {e}", field=field) from e
 
     async def require(self, msisdn: str, now: float, actor: str) -> Subscriber:
-        sub = await self._ledger.get(msisdn)
+        return await self.require_read(await self._ledger.get(msisdn), msisdn, now, actor)
+
+    def queue_lookup(self, pipe: Any, msisdn: str) -> int:
+        """Queue the reads of `require` on the caller's pipeline; returns how many replies they
+        take there, to be handed to `require_read` through `Ledger.decode_get`."""
+        self._ledger.queue_get(pipe, msisdn)
+        return self._ledger.GET_REPLIES
+
+    def decode(self, replies: Sequence[Any]) -> Subscriber | None:
+        return self._ledger.decode_get(replies)
+
+    async def require_read(
+        self, sub: Subscriber | None, msisdn: str, now: float, actor: str
+    ) -> Subscriber:
+        """`require` with the subscriber already read (None: not found)."""
         if sub is not None:
             return sub
         if not self._auto:

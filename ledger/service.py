@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any, Final
@@ -185,11 +185,21 @@ class Ledger:
     # -- subscribers ---------------------------------------------------------------------------
 
     async def get(self, msisdn: str) -> Subscriber | None:
-        check_msisdn(msisdn)
         async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.hgetall(keys.subscriber(msisdn))
-            pipe.hget(keys.password(msisdn), "locked")
-            fields, locked = await pipe.execute()
+            self.queue_get(pipe, msisdn)
+            return self.decode_get(await pipe.execute())
+
+    # The two halves of `get`, for a caller that sends the reads with its own in one round trip.
+    GET_REPLIES = 2
+
+    def queue_get(self, pipe: Any, msisdn: str) -> None:
+        check_msisdn(msisdn)
+        pipe.hgetall(keys.subscriber(msisdn))
+        pipe.hget(keys.password(msisdn), "locked")
+
+    @staticmethod
+    def decode_get(replies: Sequence[Any]) -> Subscriber | None:
+        fields, locked = replies
         if not fields:
             return None
         return Subscriber.from_redis(fields, login_locked=locked == "1")

@@ -112,3 +112,21 @@ def open_store(
         )
         return aioredis.Redis.from_pool(pool)
     return aioredis.Redis.from_url(url, max_connections=max_connections, **kwargs)
+
+
+def queue_script(pipe: Any, script: AsyncScript, keys: Sequence[str], args: Sequence[Any]) -> None:
+    """Queue `script` on a pipeline by its digest alone. redis-py's own way (`script(...,
+    client=pipe)`) asks SCRIPT EXISTS before every such pipeline: a round trip per step."""
+    pipe.evalsha(script.sha, len(keys), *keys, *args)
+
+
+async def script_reply(
+    reply: Any, script: AsyncScript, keys: Sequence[str], args: Sequence[Any]
+) -> Any:
+    """The reply of a script queued by `queue_script` (the pipeline sent with
+    raise_on_error=False); a server that did not know the script yet runs it now, alone."""
+    if isinstance(reply, NoScriptError):
+        return await script(keys=list(keys), args=list(args))
+    if isinstance(reply, Exception):
+        raise reply
+    return reply

@@ -70,6 +70,29 @@ class EventLog:
                         pipe.xadd(EVENTS_KEY, fields, maxlen=self._maxlen, approximate=True)
                     await pipe.execute()
 
+    def queue_pending(self, pipe: Any) -> int:
+        """Move the events of the current batch onto `pipe`, a write the caller sends anyway,
+        behind its own commands; returns how many XADDs were queued (0 outside a batch). Events
+        emitted after this still go at the batch's end."""
+        pending = _pending.get()
+        if not pending:
+            return 0
+        for fields in pending:
+            pipe.xadd(EVENTS_KEY, fields, maxlen=self._maxlen, approximate=True)
+        count = len(pending)
+        pending.clear()
+        return count
+
+    def pending_count(self) -> int:
+        """How many events of the current batch are not written yet."""
+        pending = _pending.get()
+        return 0 if pending is None else len(pending)
+
+    async def retract(self, event_ids: list[str]) -> None:
+        """Remove events written ahead of a change that then did not happen."""
+        if event_ids:
+            await self._redis.xdel(EVENTS_KEY, *event_ids)
+
     async def last_id(self) -> str:
         """The id of the newest event, so a reader that starts "from now" misses nothing written
         between two of its reads (XREAD with `$` only means "newer than at this call")."""

@@ -7,8 +7,10 @@ mix, network release, store outage) switched on per scope:
 - `app:ROUTE_CODE`: one USSD route (external application or built-in menu).
 
 The active personas live in the Redis hash `faults` (scope -> JSON), so every server process sees
-them; each process keeps a copy it re-reads at most every `refresh_s`, and at once after its own
-changes, so the hot path costs a dictionary lookup. Random choices come from a `random.Random`
+them; every change also increments `faults:version`. A USSD step reads that version in the round
+trip it makes anyway and re-reads the hash only when it moved (`FaultBook.sync`), so an operator's
+change reaches the next request on every worker; other callers (`FaultBook.get`) re-read at most
+every `refresh_s`, and at once after their own changes. Random choices come from a `random.Random`
 seeded per persona: a harness run repeats exactly.
 """
 
@@ -22,7 +24,7 @@ import logging
 import random
 import secrets
 import time
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from typing import Any, Literal
 
 import redis.asyncio as aioredis
@@ -39,6 +41,7 @@ from sms.smpp.throttle import TokenBucket
 log = logging.getLogger("ussdsim.faults")
 
 FAULTS_KEY = "faults"
+FAULTS_VERSION_KEY = "faults:version"
 GLOBAL = "global"
 REFRESH_S = 0.5
 # The receipt `err:` field that goes with each final state (000: no error).
@@ -335,6 +338,16 @@ async def apply_config_personas(redis: aioredis.Redis, personas: Mapping[str, Pe
     random stream survives it."""
     for scope, persona in personas.items():
         await redis.hset(FAULTS_KEY, scope, _stored(persona))
+    if personas:
+        await redis.incr(FAULTS_VERSION_KEY)
+
+
+async def _changed(redis: aioredis.Redis, change: Awaitable[Any]) -> Any:
+    """Make a change to the faults hash, then move the version, in that order: a reader that sees
+    the new version reads the hash after the change."""
+    done = await change
+    await redis.incr(FAULTS_VERSION_KEY)
+    return done
 
 
 async def _outside_batch(coro: Any) -> None:
@@ -366,6 +379,8 @@ class FaultBook:
         self._raw: dict[str, str] = {}
         self._active: dict[str, ActiveFault] = {}
         self._loaded_at: float | None = None
+        self._version: str | None = None
+        self._synced = False
         self._outages: set[asyncio.Task[None]] = set()
         self.injected = Counter(
             "ussdsim_faults_injected",
@@ -382,6 +397,24 @@ class FaultBook:
             self._loaded_at = mono  # one reader at a time: the others keep the current copy
             with contextlib.suppress(redis.exceptions.RedisError):
                 self._load(await self._read())
+        return self._active.get(scope) if self._active else None
+
+    def queue_version(self, pipe: Any) -> None:
+        """Queue the read of the version on a pipeline the caller sends anyway (see `sync`)."""
+        pipe.get(FAULTS_VERSION_KEY)
+
+    async def sync(self, version: str | None) -> None:
+        """Bring the copy up to `version` (read by `queue_version`): the hash is read only when
+        the version moved since this process last saw it."""
+        if self._synced and version == self._version:
+            return
+        with contextlib.suppress(redis.exceptions.RedisError):
+            self._load(await self._read())
+            self._loaded_at = time.monotonic()
+            self._version, self._synced = version, True
+
+    def cached(self, scope: str) -> ActiveFault | None:
+        """The persona for `scope` as of the last `sync` (or `get`)."""
         return self._active.get(scope) if self._active else None
 
     async def _read(self) -> dict[str, str]:
@@ -437,7 +470,7 @@ class FaultBook:
 
     async def clear(self, scope: str) -> bool:
         self.check_scope(scope)
-        removed = bool(await self._redis.hdel(FAULTS_KEY, scope))
+        removed = bool(await _changed(self._redis, self._redis.hdel(FAULTS_KEY, scope)))
         await self.all()
         if removed:
             await self._events.emit("fault.cleared", None, await self._clock.now(), scope=scope)
@@ -456,7 +489,7 @@ class FaultBook:
                 await task
 
     async def _store(self, scope: str, persona: Persona) -> None:
-        await self._redis.hset(FAULTS_KEY, scope, _stored(persona))
+        await _changed(self._redis, self._redis.hset(FAULTS_KEY, scope, _stored(persona)))
         await self.all()
 
     async def _check_outage_possible(self) -> None:
@@ -492,5 +525,5 @@ class FaultBook:
         if rest.effects():
             await self._store(GLOBAL, rest)
         else:
-            await client.hdel(FAULTS_KEY, GLOBAL)
+            await _changed(client, client.hdel(FAULTS_KEY, GLOBAL))
             await self.all()

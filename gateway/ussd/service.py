@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,9 +22,10 @@ from gateway.harness.metrics import Metrics
 from gateway.subscribers import SubscriberDirectory
 from gateway.texts import GATEWAY_TEXTS, pick
 from gateway.ussd.apps import AppContext, AppFailure, AppReply, AppSet, UssdApp
-from gateway.ussd.mmi import Malformed, SupplementaryService, parse
+from gateway.ussd.mmi import Malformed, SupplementaryService, Ussd, parse
 from gateway.ussd.routing import Router, RouteTarget
 from gateway.ussd.sessions import ClaimStatus, SessionStore, UssdSession, new_session_id
+from ledger.models import Subscriber
 from sms.encoding import ussd_measure
 
 log = logging.getLogger("ussdsim.ussd")
@@ -94,30 +95,68 @@ class UssdService:
                 "handled by the phone and the switch, not by USSD",
                 service=parsed.name,
             )
-        await self._network_faults()
         now = await self._clock.now()
-        subscriber = await self._directory.require(msisdn, now, actor="ussd")
+        sid = new_session_id()
+        async with self._events.batch():
+            # One round trip reads what the dial needs (the subscriber, the number's open
+            # session, the faults' version) and files the new session's indexes.
+            async with self._sessions.pipeline() as pipe:
+                n = self._directory.queue_lookup(pipe, msisdn)
+                self._sessions.queue_dial(pipe, msisdn, sid, now)
+                self._queue_faults(pipe)
+                replies = await pipe.execute()
+            try:
+                await self._sync_faults(replies[n + 3 :])
+                await self._network_faults()
+                subscriber = await self._directory.require_read(
+                    self._directory.decode(replies[:n]), msisdn, now, actor="ussd"
+                )
+            except Exception:
+                await self._sessions.end(msisdn, sid)  # only to drop the indexes just filed
+                raise
+            open_sid = None if replies[n] is None else str(replies[n])
+            return await self._dial(msisdn, sid, parsed, subscriber, open_sid, now)
+
+    async def _dial(
+        self,
+        msisdn: str,
+        sid: str,
+        parsed: Ussd,
+        subscriber: Subscriber,
+        open_sid: str | None,
+        now: float,
+    ) -> UssdReply:
+        replacing = open_sid is not None
         lang = subscriber.lang
         route = self._router.route(parsed)
         await self._events.emit(
             "ussd.dial", msisdn, now, code=parsed.text, route=route.label if route else None
         )
         if route is None:
-            return await self._one_shot(msisdn, pick(GATEWAY_TEXTS, "unknown_code", lang), now)
+            text = pick(GATEWAY_TEXTS, "unknown_code", lang)
+            return await self._one_shot(msisdn, text, now, sid=sid, replacing=replacing)
         if (
             subscriber.status != "active"
             and route.menu not in self._config.ussd.blocked_allowed_menus
         ):
-            return await self._one_shot(msisdn, pick(GATEWAY_TEXTS, "number_blocked", lang), now)
+            text = pick(GATEWAY_TEXTS, "number_blocked", lang)
+            return await self._one_shot(msisdn, text, now, sid=sid, replacing=replacing)
         app = self._app_of(route)
-        ctx = AppContext(new_session_id(), msisdn, route.code, lang, now)
+        if open_sid is not None:
+            # The application behind the old dialog hears of its end before the new one
+            # begins (the same client may serve both).
+            old = await self._sessions.release(msisdn, open_sid)
+            if old is not None:
+                await self._replaced(old, now)
+            replacing = False
+        ctx = AppContext(sid, msisdn, route.code, lang, now)
         try:
             reply = await self._within_app_timeout(app, app.begin(ctx, parsed), route.code)
         except AppFailure as failure:
             self._metrics.ussd_sessions.labels(route.label).inc()
-            return await self._app_failed(route, app, ctx, {}, failure, None)
+            return await self._app_failed(route, app, ctx, {}, failure, None, replacing)
         self._metrics.ussd_sessions.labels(route.label).inc()
-        return await self._open_and_show(ctx, reply)
+        return await self._open_and_show(ctx, reply, replacing)
 
     async def answer(self, sid: str, text: str) -> UssdReply:
         if len(text) > self._config.ussd.max_input_len:
@@ -125,9 +164,32 @@ class UssdService:
                 "input_too_long",
                 f"a USSD answer is at most {self._config.ussd.max_input_len} characters",
             )
-        await self._network_faults()
         now = await self._clock.now()
-        status, session = await self._sessions.claim(sid, now, time.time())
+        async with self._events.batch():
+            return await self._answer(sid, text, now)
+
+    async def _answer(self, sid: str, text: str, now: float) -> UssdReply:
+        # The network's own persona acts before the claim when this process knows of one;
+        # otherwise the faults' version rides on the claim's round trip, and a persona that
+        # appeared just now acts right after it.
+        known_global = self.faults is not None and self.faults.cached(GLOBAL) is not None
+        if known_global:
+            async with self._sessions.pipeline() as pipe:
+                self._queue_faults(pipe)
+                await self._sync_faults(await pipe.execute())
+            await self._network_faults()
+            status, session = await self._sessions.claim(sid, now, time.time())
+        else:
+            status, session, version = await self._sessions.claim_with(
+                sid, now, time.time(), self._queue_faults
+            )
+            await self._sync_faults(version)
+            try:
+                await self._network_faults()
+            except ApiError:
+                if status is ClaimStatus.OK and session is not None:
+                    await self._sessions.unclaim(session)
+                raise
         if status is ClaimStatus.TIMED_OUT:
             self._metrics.ussd_released.labels("timeout").inc()
             if session is not None:
@@ -145,7 +207,7 @@ class UssdService:
             raise not_found("session_not_found", "no service answers this session any more")
         await self._events.emit("ussd.input", session.msisdn, now, session_id=sid, length=len(text))
         ctx = AppContext(sid, session.msisdn, session.route, session.lang, now)
-        release_text = await self._network_release(session)
+        release_text = self._network_release(session)
         if release_text is not None:
             return await self._released_by_network(app, ctx, session, release_text)
         try:
@@ -189,7 +251,7 @@ class UssdService:
     ) -> AppReply:
         """The gateway's own application timer: whatever the app does, the subscriber gets an
         answer in time."""
-        fault = None if self.faults is None else await self.faults.get(f"app:{route_code}")
+        fault = None if self.faults is None else self.faults.cached(f"app:{route_code}")
         if fault is None:  # the normal path
             limit = app.timeout_s
             if limit is None:
@@ -217,9 +279,19 @@ class UssdService:
         finally:
             call.close()  # a no-op once awaited; frees a call that never ran
 
+    def _queue_faults(self, pipe: Any) -> None:
+        if self.faults is not None:
+            self.faults.queue_version(pipe)
+
+    async def _sync_faults(self, replies: Sequence[Any]) -> None:
+        """Bring the fault copy up to the version read by `_queue_faults` in the same round trip:
+        an operator's change acts on the next request in every process."""
+        if self.faults is not None:
+            await self.faults.sync(replies[0])
+
     async def _network_faults(self) -> None:
         """The `global` persona: every USSD request waits, or never gets an answer."""
-        fault = None if self.faults is None else await self.faults.get(GLOBAL)
+        fault = None if self.faults is None else self.faults.cached(GLOBAL)
         if fault is None:
             return
         await asyncio.sleep(fault.latency_s())
@@ -230,12 +302,12 @@ class UssdService:
                 "the network did not answer; an open session times out by itself",
             )
 
-    async def _network_release(self, session: UssdSession) -> str | None:
+    def _network_release(self, session: UssdSession) -> str | None:
         """The release text when the route's or the global persona ends the dialog now."""
         if self.faults is None:
             return None
         for scope in (f"app:{session.route}", GLOBAL):
-            fault = await self.faults.get(scope)
+            fault = self.faults.cached(scope)
             text = None if fault is None else fault.releases(session.steps)
             if text is not None:
                 return text or pick(GATEWAY_TEXTS, "network_release", session.lang)
@@ -260,6 +332,7 @@ class UssdService:
         state: dict[str, Any],
         failure: AppFailure,
         session: UssdSession | None,
+        replacing: bool = True,
     ) -> UssdReply:
         """The application gave no usable answer: apologise, release, count, tell the app."""
         self._metrics.ussd_app_errors.labels(route.label, failure.reason).inc()
@@ -274,11 +347,15 @@ class UssdService:
         log.warning("USSD application for %s failed: %s", route.code, failure)
         text = pick(GATEWAY_TEXTS, "service_error", ctx.lang)
         if session is None:
-            reply = await self._one_shot(ctx.msisdn, text, ctx.now, sid=ctx.session_id)
+            reply = await self._one_shot(
+                ctx.msisdn, text, ctx.now, sid=ctx.session_id, replacing=replacing
+            )
+            await self._release_notice(app, ctx, state, "app_error")
         else:
-            await self._sessions.end(session.msisdn, session.sid)
+            ended = await self._sessions.end(session.msisdn, session.sid)
             reply = await self._reply(session.sid, session.msisdn, text, True, ctx.now)
-        await self._release_notice(app, ctx, state, "app_error")
+            if ended:  # otherwise whoever released it meanwhile told the app
+                await self._release_notice(app, ctx, state, "app_error")
         return reply
 
     async def _tell_app(self, session: UssdSession, cause: str, now: float) -> None:
@@ -297,18 +374,46 @@ class UssdService:
         except Exception:  # a notice is a courtesy: it must never undo the release itself
             log.warning("release notice for %s failed", ctx.route, exc_info=True)
 
-    async def _open_and_show(self, ctx: AppContext, reply: AppReply) -> UssdReply:
-        msisdn, now = ctx.msisdn, ctx.now
-        session, replaced = await self._sessions.open_replacing(
-            msisdn, ctx.route, reply.lang or ctx.lang, reply.state, now, sid=ctx.session_id
+    async def _open_and_show(self, ctx: AppContext, reply: AppReply, replacing: bool) -> UssdReply:
+        wait = min(self._sessions.input_timeout_s, self._sessions.lifetime_s)
+        shown = UssdReply(
+            ctx.session_id, ctx.msisdn, reply.text, reply.end, None if reply.end else wait
+        )
+        lang = reply.lang or ctx.lang
+        return await self._open(shown, ctx.route, lang, reply.state, ctx.now, replacing)
+
+    async def _open(
+        self,
+        shown: UssdReply,
+        route: str,
+        lang: str,
+        state: dict[str, Any],
+        now: float,
+        replacing: bool,
+    ) -> UssdReply:
+        """Open the session behind a first screen (only release the number's old one when that
+        screen ends it), its events told in the order things happened: with an old session to
+        replace, its release before the new screen; with none, the screen's events go with the
+        open in one round trip (a dial of the same number racing this one is told after)."""
+        if not replacing:
+            await self._screen_event(shown, now)
+        _, replaced = await self._sessions.open_replacing(
+            shown.msisdn,
+            route,
+            lang,
+            state,
+            now,
+            sid=shown.session_id,
+            end=shown.end,
+            indexed=True,
+            events=None if replacing else self._events,
         )
         if replaced:
             await self._replaced(replaced, now)
-        if reply.end:
-            await self._sessions.end(msisdn, session.sid)
-        return await self._reply(
-            session.sid, msisdn, reply.text, reply.end, now, session.deadline - now
-        )
+        if replacing:
+            await self._screen_event(shown, now)
+        self._count_screen(shown.end)
+        return shown
 
     async def _replaced(self, old: UssdSession, now: float) -> None:
         self._metrics.ussd_released.labels("replaced").inc()
@@ -319,30 +424,52 @@ class UssdService:
 
     async def _show(self, session: UssdSession, reply: AppReply, now: float) -> UssdReply:
         lang = reply.lang or session.lang
-        if reply.end:
-            await self._sessions.end(session.msisdn, session.sid)
-        elif not await self._sessions.save(session, reply.state, lang, now):
-            raise not_found("session_not_found", "the session was released meanwhile")
         wait = min(self._sessions.input_timeout_s, session.expires_at - now)
-        return await self._reply(session.sid, session.msisdn, reply.text, reply.end, now, wait)
+        shown = UssdReply(
+            session.sid, session.msisdn, reply.text, reply.end, None if reply.end else wait
+        )
+        # The screen's events are written with the session's change, in one round trip.
+        screen_event = await self._screen_event(shown, now)
+        if reply.end:
+            await self._sessions.end(session.msisdn, session.sid, self._events)
+        else:
+            saved, written = await self._sessions.save_flushing(
+                session, reply.state, lang, now, self._events
+            )
+            if not saved:
+                # Released while this step ran: that screen was never sent.
+                await self._events.retract(written[screen_event:])
+                raise not_found("session_not_found", "the session was released meanwhile")
+        self._count_screen(reply.end)
+        return shown
 
     async def _reply(
         self, sid: str, msisdn: str, text: str, end: bool, now: float, wait_s: float = 0.0
     ) -> UssdReply:
+        shown = UssdReply(sid, msisdn, text, end, None if end else wait_s)
+        await self._screen_event(shown, now)
+        self._count_screen(end)
+        return shown
+
+    async def _screen_event(self, shown: UssdReply, now: float) -> int:
+        """Emit the screen's event; returns its place among the events not yet written."""
+        await self._events.emit(
+            "ussd.screen",
+            shown.msisdn,
+            now,
+            session_id=shown.session_id,
+            end=shown.end,
+            chars=len(shown.text),
+        )
+        return self._events.pending_count() - 1
+
+    def _count_screen(self, end: bool) -> None:
         self._metrics.ussd_steps.labels(str(end).lower()).inc()
         if end:
             self._metrics.ussd_released.labels("network").inc()
-        await self._events.emit(
-            "ussd.screen", msisdn, now, session_id=sid, end=end, chars=len(text)
-        )
-        return UssdReply(sid, msisdn, text, end, None if end else wait_s)
 
     async def _one_shot(
-        self, msisdn: str, text: str, now: float, *, sid: str | None = None
+        self, msisdn: str, text: str, now: float, *, sid: str, replacing: bool
     ) -> UssdReply:
         """Answer without an application: the network's final screen, no session kept."""
-        session, replaced = await self._sessions.open_replacing(msisdn, "-", "ru", {}, now, sid=sid)
-        await self._sessions.end(msisdn, session.sid)
-        if replaced:
-            await self._replaced(replaced, now)
-        return await self._reply(session.sid, msisdn, text, True, now)
+        return await self._open(UssdReply(sid, msisdn, text, True), "-", "ru", {}, now, replacing)

@@ -19,14 +19,21 @@ from __future__ import annotations
 
 import json
 import secrets
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
 import redis.asyncio as aioredis
 
+from gateway.harness.events import EventLog
+from ledger.store_client import queue_script, script_reply
+
 DEADLINES_KEY = "ussd:deadlines"
 LEASE_S = 30.0
+# Sessions whose number this process remembers; beyond that the oldest are looked up again.
+KNOWN_SESSIONS = 100_000
 
 
 def session_key(msisdn: str) -> str:
@@ -76,9 +83,11 @@ _OPEN = """
 local replaced = false
 if redis.call('EXISTS', KEYS[1]) == 1 then replaced = redis.call('HGETALL', KEYS[1]) end
 redis.call('DEL', KEYS[1])
-redis.call('HSET', KEYS[1], 'sid', ARGV[1], 'msisdn', ARGV[2], 'route', ARGV[3], 'lang', ARGV[4],
-  'state', ARGV[5], 'created_at', ARGV[6], 'input_deadline', ARGV[7], 'expires_at', ARGV[8],
-  'steps', '1')
+if ARGV[9] ~= '1' then
+  redis.call('HSET', KEYS[1], 'sid', ARGV[1], 'msisdn', ARGV[2], 'route', ARGV[3], 'lang', ARGV[4],
+    'state', ARGV[5], 'created_at', ARGV[6], 'input_deadline', ARGV[7], 'expires_at', ARGV[8],
+    'steps', '1')
+end
 return replaced
 """
 
@@ -101,6 +110,12 @@ if redis.call('HGET', KEYS[1], 'sid') ~= ARGV[1] then return 0 end
 redis.call('HSET', KEYS[1], 'state', ARGV[2], 'input_deadline', ARGV[3], 'lang', ARGV[4])
 redis.call('HINCRBY', KEYS[1], 'steps', 1)
 redis.call('HDEL', KEYS[1], 'lease')
+return 1
+"""
+
+# A step's answer arrived with the lease taken and nothing was done: give the lease back.
+_UNCLAIM = """
+if redis.call('HGET', KEYS[1], 'sid') == ARGV[1] then redis.call('HDEL', KEYS[1], 'lease') end
 return 1
 """
 
@@ -138,6 +153,13 @@ def _decode(fields: list[str]) -> UssdSession:
     )
 
 
+def _check(replies: Sequence[Any], skip: int) -> None:
+    """Raise the first error among pipeline replies other than the script's at `skip`."""
+    for i, reply in enumerate(replies):
+        if i != skip and isinstance(reply, Exception):
+            raise reply
+
+
 class SessionStore:
     def __init__(self, redis: aioredis.Redis, *, input_timeout_s: float, lifetime_s: float) -> None:
         self._redis = redis
@@ -145,9 +167,37 @@ class SessionStore:
         self.lifetime_s = lifetime_s
         self._open = redis.register_script(_OPEN)
         self._claim = redis.register_script(_CLAIM)
+        self._unclaim = redis.register_script(_UNCLAIM)
         self._save = redis.register_script(_SAVE)
         self._end = redis.register_script(_END)
         self._expire = redis.register_script(_EXPIRE)
+        self._known: OrderedDict[str, str] = OrderedDict()
+
+    def pipeline(self) -> Any:
+        return self._redis.pipeline(transaction=False)
+
+    def _remember(self, sid: str, msisdn: str) -> None:
+        self._known[sid] = msisdn
+        if len(self._known) > KNOWN_SESSIONS:
+            self._known.popitem(last=False)
+
+    def queue_dial(self, pipe: Any, msisdn: str, sid: str, now: float) -> int:
+        """Queue, on the caller's first pipeline of a dial, the read of the number's open session
+        id and the filing of both indexes for `sid` (before the session exists, as
+        `open_replacing` wants); returns how many replies that takes, the first being the open
+        session's id or None."""
+        pipe.hget(session_key(msisdn), "sid")
+        self._queue_index(pipe, msisdn, sid, now + min(self.input_timeout_s, self.lifetime_s))
+        return 3
+
+    def _queue_index(self, pipe: Any, msisdn: str, sid: str, deadline: float) -> None:
+        pipe.set(sid_key(sid), msisdn, ex=int(self.lifetime_s) + 60)
+        pipe.zadd(DEADLINES_KEY, {_deadline_member(msisdn, sid): deadline})
+
+    def _queue_forget(self, pipe: Any, msisdn: str, sid: str) -> None:
+        self._known.pop(sid, None)
+        pipe.delete(sid_key(sid))
+        pipe.zrem(DEADLINES_KEY, _deadline_member(msisdn, sid))
 
     async def open_replacing(
         self,
@@ -158,9 +208,17 @@ class SessionStore:
         now: float,
         *,
         sid: str | None = None,
+        end: bool = False,
+        indexed: bool = False,
+        events: EventLog | None = None,
     ) -> tuple[UssdSession, UssdSession | None]:
         """Open a session for `msisdn` (under `sid` if given), releasing any it already had: that
-        one is returned as it was, so whoever served it can be told."""
+        one is returned as it was, so whoever served it can be told.
+
+        `end`: the session ends on its first screen, so only the old one is released. `indexed`:
+        the caller filed the indexes already (`queue_dial`); they are filed again in the same
+        pipeline, in case a sweeper dropped them while the first screen was made. `events`: the
+        current batch of events goes in the same round trip, after the script."""
         sid = sid or new_session_id()
         session = UssdSession(
             sid=sid,
@@ -173,25 +231,39 @@ class SessionStore:
             expires_at=now + self.lifetime_s,
             steps=1,
         )
-        # Both indexes are filed before the session exists, so a session is never left without
-        # them; if the open never happens, they point at nothing and are dropped later.
-        async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.set(sid_key(sid), msisdn, ex=int(self.lifetime_s) + 60)
-            pipe.zadd(DEADLINES_KEY, {_deadline_member(msisdn, sid): session.deadline})
-            await pipe.execute()
-        old = await self._open(
-            keys=[session_key(msisdn)],
-            args=[
-                sid,
-                msisdn,
-                route,
-                lang,
-                json.dumps(state, ensure_ascii=False),
-                repr(now),
-                repr(session.input_deadline),
-                repr(session.expires_at),
-            ],
-        )
+        if not indexed and not end:
+            # Both indexes are filed before the session exists, so a session is never left
+            # without them; if the open never happens, they point at nothing and are dropped
+            # later. (On a cluster the commands of one pipeline reach their nodes in any order.)
+            async with self.pipeline() as pipe:
+                self._queue_index(pipe, msisdn, sid, session.deadline)
+                await pipe.execute()
+        keys = [session_key(msisdn)]
+        args = [
+            sid,
+            msisdn,
+            route,
+            lang,
+            json.dumps(state, ensure_ascii=False),
+            repr(now),
+            repr(session.input_deadline),
+            repr(session.expires_at),
+            "1" if end else "0",
+        ]
+        async with self.pipeline() as pipe:
+            if indexed and not end:
+                self._queue_index(pipe, msisdn, sid, session.deadline)
+            at = len(pipe)
+            queue_script(pipe, self._open, keys, args)
+            if end:
+                self._queue_forget(pipe, msisdn, sid)
+            if events is not None:
+                events.queue_pending(pipe)
+            replies = await pipe.execute(raise_on_error=False)
+        _check(replies, at)
+        old = await script_reply(replies[at], self._open, keys, args)
+        if not end:
+            self._remember(sid, msisdn)
         replaced = _decode(old) if old else None
         if replaced is not None and replaced.sid != sid:
             await self._forget(replaced)
@@ -204,41 +276,100 @@ class SessionStore:
     async def claim(
         self, sid: str, now: float, real_now: float
     ) -> tuple[ClaimStatus, UssdSession | None]:
-        msisdn = await self.msisdn_of(sid)
+        status, session, _ = await self.claim_with(sid, now, real_now)
+        return status, session
+
+    async def claim_with(
+        self,
+        sid: str,
+        now: float,
+        real_now: float,
+        also: Callable[[Any], None] | None = None,
+    ) -> tuple[ClaimStatus, UssdSession | None, list[Any]]:
+        """`claim`, with the reads `also` queues sent in its first round trip; their replies
+        come back third. One round trip when this process opened the session, two otherwise."""
+        args = [sid, repr(now), repr(real_now + LEASE_S), repr(real_now)]
+        msisdn = self._known.get(sid)
+        async with self.pipeline() as pipe:
+            if msisdn is None:
+                pipe.get(sid_key(sid))
+            else:
+                queue_script(pipe, self._claim, [session_key(msisdn)], args)
+            if also is not None:
+                also(pipe)
+            replies = await pipe.execute(raise_on_error=False)
+        _check(replies, -1 if msisdn is None else 0)
+        extra = list(replies[1:])
         if msisdn is None:
-            return ClaimStatus.GONE, None
-        reply = await self._claim(
-            keys=[session_key(msisdn)],
-            args=[sid, repr(now), repr(real_now + LEASE_S), repr(real_now)],
-        )
+            msisdn = None if replies[0] is None else str(replies[0])
+            if msisdn is None:
+                return ClaimStatus.GONE, None, extra
+            reply = await self._claim(keys=[session_key(msisdn)], args=args)
+        else:
+            reply = await script_reply(replies[0], self._claim, [session_key(msisdn)], args)
         status = ClaimStatus(reply[0])
         # A timed-out session comes back as it was, so whoever served it can be told.
         session = _decode(reply[1]) if len(reply) > 1 and reply[1] else None
         if status is ClaimStatus.TIMED_OUT and session is not None:
             await self._forget(session)
-        return status, session
+        elif status is ClaimStatus.GONE:
+            self._known.pop(sid, None)
+        return status, session, extra
+
+    async def unclaim(self, session: UssdSession) -> None:
+        """Give back the lease of a claim that did nothing (the network dropped the answer)."""
+        await self._unclaim(keys=[session_key(session.msisdn)], args=[session.sid])
 
     async def save(
         self, session: UssdSession, state: dict[str, Any], lang: str, now: float
     ) -> bool:
+        saved, _ = await self.save_flushing(session, state, lang, now)
+        return saved
+
+    async def save_flushing(
+        self,
+        session: UssdSession,
+        state: dict[str, Any],
+        lang: str,
+        now: float,
+        events: EventLog | None = None,
+    ) -> tuple[bool, list[str]]:
         """Store the state after a step and restart the input timer; False if it was released.
+        With `events`, the current batch goes in the same round trip, after the script; their
+        ids come back second, for the caller to retract what a failed save made untrue.
 
         The deadline index is not touched: a step only ever moves a deadline later, and the
         sweeper moves an entry that comes due early to the real deadline, so that costs one
         check per input timeout instead of one index write per step."""
-        saved = await self._save(
-            keys=[session_key(session.msisdn)],
-            args=[
-                session.sid,
-                json.dumps(state, ensure_ascii=False),
-                repr(now + self.input_timeout_s),
-                lang,
-            ],
-        )
-        return bool(saved)
+        keys = [session_key(session.msisdn)]
+        args = [
+            session.sid,
+            json.dumps(state, ensure_ascii=False),
+            repr(now + self.input_timeout_s),
+            lang,
+        ]
+        async with self.pipeline() as pipe:
+            queue_script(pipe, self._save, keys, args)
+            if events is not None:
+                events.queue_pending(pipe)
+            replies = await pipe.execute(raise_on_error=False)
+        _check(replies, 0)
+        saved = await script_reply(replies[0], self._save, keys, args)
+        return bool(saved), [str(r) for r in replies[1:]]
 
-    async def end(self, msisdn: str, sid: str) -> bool:
-        return await self.release(msisdn, sid) is not None
+    async def end(self, msisdn: str, sid: str, events: EventLog | None = None) -> bool:
+        """End the session and drop its index entries in one round trip (they name this session
+        alone, so they go even if it was no longer open); with `events`, the current batch goes
+        in the same round trip."""
+        keys = [session_key(msisdn)]
+        async with self.pipeline() as pipe:
+            queue_script(pipe, self._end, keys, [sid])
+            self._queue_forget(pipe, msisdn, sid)
+            if events is not None:
+                events.queue_pending(pipe)
+            replies = await pipe.execute(raise_on_error=False)
+        _check(replies, 0)
+        return bool(await script_reply(replies[0], self._end, keys, [sid]))
 
     async def release(self, msisdn: str, sid: str) -> UssdSession | None:
         """End the session; returns it as it was, or None if it was no longer open."""
@@ -252,9 +383,8 @@ class SessionStore:
     async def _forget(self, session: UssdSession) -> None:
         """Drop the index entries of a session that has ended (a follow-up: it may be lost, and
         the sweeper then drops them when they come due)."""
-        async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.delete(sid_key(session.sid))
-            pipe.zrem(DEADLINES_KEY, _deadline_member(session.msisdn, session.sid))
+        async with self.pipeline() as pipe:
+            self._queue_forget(pipe, session.msisdn, session.sid)
             await pipe.execute()
 
     async def sweep_sessions(self, now: float, limit: int = 500) -> list[UssdSession]:
@@ -283,6 +413,7 @@ class SessionStore:
         return released
 
     async def _drop_index(self, member: str, sid: str) -> None:
+        self._known.pop(sid, None)
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.zrem(DEADLINES_KEY, member)
             if sid:

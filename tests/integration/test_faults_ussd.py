@@ -4,9 +4,10 @@ phone (the HTTP API) and from a small external application."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import contextlib
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import redis.asyncio as aioredis
@@ -265,3 +266,22 @@ async def test_network_release_speaks_the_subscribers_language(gw: Api) -> None:
     first = await gw.dial(NUMBER, "*111#")
     released = await gw.answer(first["session_id"], "1")
     assert released["text"] == "Connection released by the network."
+
+
+async def test_a_change_made_through_one_process_acts_on_the_next_request_of_another(
+    gw: Api, redis_server: EmbeddedRedis
+) -> None:
+    started = cast(AsyncGenerator[Api, None], start_api(make_config(redis_server.url)))
+    async with contextlib.aclosing(started) as servers:
+        other = await anext(servers)
+        open_one = await other.dial(NUMBER, "*111#")  # this process has read the faults now
+        assert (await put(gw, "global", {"drop": {}}))[0] == 200
+        dial = {"msisdn": NUMBER, "code": "*100#"}
+        assert (await other.call("POST", "/v1/ussd", dial))[0] == 504
+        answer = {"input": "1"}
+        path = f"/v1/ussd/{open_one['session_id']}"
+        assert (await other.call("POST", path, answer))[0] == 504
+        assert (await gw.call("DELETE", "/v1/faults/global", operator=True))[0] == 204
+        # the dropped answer left no lease behind: the same answer goes through at once
+        assert (await other.answer(open_one["session_id"], "1"))["end"]
+        assert (await other.dial(NUMBER, "*100#"))["end"]
