@@ -18,9 +18,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from sms.smpp.constants import DEFAULT_MAX_PDU_LENGTH, HEADER_LENGTH, CommandId, Status
 from sms.smpp.pdu import Pdu, make_pdu
@@ -176,6 +176,14 @@ class Connection:
 
     async def request(self, pdu: Pdu, timeout: float | None = None) -> Pdu:
         """Send an SMSC request (deliver_sm, enquire_link, unbind) and wait for its response."""
+        return await self.send_request(pdu, timeout)
+
+    def send_request(self, pdu: Pdu, timeout: float | None = None) -> Coroutine[Any, Any, Pdu]:
+        """Write the request now and return what awaits its response (bounded by the timeout).
+
+        The PDU is on the wire when this returns, so requests sent one after another reach the
+        peer in that order even when their answers are awaited elsewhere, or by a task: a
+        release notice must not wait for a slow application, nor overtake the next dialog."""
         if self.closed:
             raise ConnectionLost(self.peer)
         pdu.sequence = self.session.next_sequence()
@@ -183,15 +191,19 @@ class Connection:
         future: asyncio.Future[Pdu] = self._loop.create_future()
         self._waiting[pdu.sequence] = future
         self._tally("out", pdu.command, pdu.status)
+        if not self._write(wire):
+            del self._waiting[pdu.sequence]
+            raise ConnectionLost(self.peer)
+        return self._response(pdu.sequence, future, timeout or self._settings.response_timeout_s)
+
+    async def _response(self, sequence: int, future: asyncio.Future[Pdu], timeout: float) -> Pdu:
         try:
-            if not self._write(wire):
-                raise ConnectionLost(self.peer)
             await self._writer.drain()
-            return await asyncio.wait_for(future, timeout or self._settings.response_timeout_s)
+            return await asyncio.wait_for(future, timeout)
         except (ConnectionError, RuntimeError) as e:
             raise ConnectionLost(self.peer) from e
         finally:
-            self._waiting.pop(pdu.sequence, None)
+            self._waiting.pop(sequence, None)
 
     async def unbind(self) -> None:
         """Our unbind; the socket closes on the ESME's unbind_resp, or after a short wait."""

@@ -13,16 +13,27 @@ The deliver_sm goes straight to a bound receiver, not through the MO queue: a di
 and a dial nobody can hear must fail now (the gateway then shows its error screen), not reach a
 client minutes later. Under several workers a receiver bound to a sibling process is reached
 through `sms.smpp.ussd_relay`.
+
+Every deliver_sm of a dialogue carries user_message_reference: the session number until the
+client's own submit_sm gives one, then the client's, so it can match hops to its dialogues.
+A screen that does not fit one USSD string (182 GSM-7 septets, 80 UCS-2 units) is refused with
+ESME_RINVMSGLEN and ends the dialogue as an application error. The release at the end of a
+dialogue the client did not end is written at once and its deliver_sm_resp awaited in the
+background: a silent client must not hold up the subscriber's next screen.
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import secrets
+from collections.abc import Coroutine
 from dataclasses import dataclass
+from typing import Any
 
 from ledger.numbers import InvalidNumber, normalize_msisdn
+from sms.encoding import ussd_fits, ussd_measure
 from sms.smpp.accounts import Account
 from sms.smpp.coding import CodingError, data_coding_for, decode_text, encode_text
 from sms.smpp.constants import Status, UssdServiceOp
@@ -31,7 +42,9 @@ from sms.smpp.server import Connection, ConnectionLost
 from sms.smpp.session import LocalProtocolError
 from sms.smpp.smsc import Smsc
 from sms.smpp.submit_rules import address_of
-from sms.smpp.ussd_relay import Hop, Unreachable, UssdRelay
+from sms.smpp.ussd_relay import Hop, RelayedReply, Unreachable, UssdRelay
+
+log = logging.getLogger("ussdsim.smpp")
 
 
 class BridgeFailure(Exception):
@@ -55,6 +68,19 @@ def session_info(number: int, sequence: int, end: bool) -> int:
 class ClientReply:
     text: str
     end: bool
+    reference: int | None = None  # the client's user_message_reference, when it sent one
+
+
+@dataclass(frozen=True)
+class Dialogue:
+    """Where one dialogue's hops go: the account, the subscriber, the service code dialled, and
+    the numbers that name the dialogue to the client."""
+
+    system_id: str
+    msisdn: str
+    service_code: str
+    number: int
+    reference: int
 
 
 class SmppUssdBridge:
@@ -66,6 +92,7 @@ class SmppUssdBridge:
         self._region = region
         self._waiting: dict[tuple[str, str], asyncio.Future[ClientReply]] = {}
         self._numbers = itertools.count(1)
+        self._notices: set[asyncio.Task[None]] = set()
         smsc.ussd_handler = self.on_submit
         self.relay: UssdRelay | None = None
         if smsc.shared:
@@ -109,87 +136,128 @@ class SmppUssdBridge:
             text = decode_text(octets, int(pdu.fields.get("data_coding", 0)))
         except CodingError:
             return Status.RINVMSGLEN
+        umr = pdu.tlv("user_message_reference")
+        reply = RelayedReply(text, end, umr if isinstance(umr, int) else None)
+        if not ussd_fits(text):
+            # Shown cut short it would read as a valid screen: the dialogue ends instead.
+            m = ussd_measure(text)
+            detail = f"a {m.encoding} screen of {m.used} over the USSD limit of {m.limit}"
+            reply = RelayedReply(end=True, error=detail, reason="too_long")
+        status = Status.ROK if reply.error is None else Status.RINVMSGLEN
         if future is not None and here:
-            future.set_result(ClientReply(text, end))
-            return Status.ROK
+            self._settle(future, reply)
+            return status
         assert self.relay is not None
-        if await self.relay.forward_screen(account.system_id, msisdn, text, end):
-            return Status.ROK  # a sibling worker waits for this screen
-        return Status.RSUBMITFAIL
+        if await self.relay.forward_screen(account.system_id, msisdn, reply):
+            return status  # a sibling worker waits for this screen
+        return Status.RSUBMITFAIL if reply.error is None else status
 
-    def _on_relayed(
-        self, system_id: str, msisdn: str, text: str, end: bool, error: str | None
-    ) -> None:
+    @staticmethod
+    def _settle(future: asyncio.Future[ClientReply], reply: RelayedReply) -> None:
+        if reply.error is not None:
+            future.set_exception(BridgeFailure(reply.reason, reply.error))
+        else:
+            future.set_result(ClientReply(reply.text, reply.end, reply.reference))
+
+    def _on_relayed(self, system_id: str, msisdn: str, reply: RelayedReply) -> None:
         """A screen (or a failed deliver_sm) from the worker the client's link is on."""
         future = self._waiting.get((system_id, msisdn))
         if future is None or future.done():
             return
-        if error is not None:
-            future.set_exception(BridgeFailure("unreachable", error))
-        else:
-            future.set_result(ClientReply(text, end))
+        self._settle(future, reply)
 
-    async def exchange(
-        self, system_id: str, msisdn: str, op: int, text: str, info: int, service_code: str
-    ) -> ClientReply:
+    async def exchange(self, dialogue: Dialogue, op: int, text: str, sequence: int) -> ClientReply:
         """Send the subscriber's hop to the client and wait for its screen (the gateway bounds
         the wait with the route's application timeout)."""
-        key = (system_id, msisdn)
+        key = (dialogue.system_id, dialogue.msisdn)
         previous = self._waiting.pop(key, None)
         if previous is not None and not previous.done():
             previous.cancel()
         future: asyncio.Future[ClientReply] = asyncio.get_running_loop().create_future()
         self._waiting[key] = future
         try:
-            await self.deliver(system_id, msisdn, op, text, info, service_code)
+            await self._deliver(self._hop(dialogue, op, text, sequence, end=False))
             return await future
         finally:
             if self._waiting.get(key) is future:
                 del self._waiting[key]
                 if self.relay is not None:
-                    await self.relay.done(system_id, msisdn)
+                    await self.relay.done(dialogue.system_id, dialogue.msisdn)
 
-    async def deliver(
-        self, system_id: str, msisdn: str, op: int, text: str, info: int, service_code: str
-    ) -> None:
-        hop = Hop(system_id, msisdn, op, text, info, service_code)
-        if self.relay is not None and not self._receivers(system_id):
-            waits = (system_id, msisdn) in self._waiting
+    async def release(self, dialogue: Dialogue, sequence: int) -> None:
+        """Tell the client the dialogue is over: an empty USSR confirm with the end bit set,
+        written now; its answer is awaited in the background (nobody bound: nobody to tell)."""
+        hop = self._hop(dialogue, UssdServiceOp.USSR_CONFIRM, "", sequence, end=True)
+        try:
+            await self._deliver(hop, wait_for_answer=False)
+        except BridgeFailure as e:
+            log.info("release of a USSD dialogue with %s not sent: %s", dialogue.system_id, e)
+
+    @staticmethod
+    def _hop(dialogue: Dialogue, op: int, text: str, sequence: int, *, end: bool) -> Hop:
+        info = session_info(dialogue.number, sequence, end)
+        d = dialogue
+        return Hop(d.system_id, d.msisdn, op, text, info, d.service_code, d.reference)
+
+    async def _deliver(self, hop: Hop, *, wait_for_answer: bool = True) -> None:
+        if self.relay is not None and not self._receivers(hop.account):
+            waits = wait_for_answer and (hop.account, hop.msisdn) in self._waiting
             try:
                 await self.relay.deliver(hop, waits=waits)
             except Unreachable:
                 raise BridgeFailure(
-                    "unreachable", f"no SMPP receiver of {system_id} is bound"
+                    "unreachable", f"no SMPP receiver of {hop.account} is bound"
                 ) from None
             return
-        await self._send_here(hop)
+        await self._send_here(hop, wait_for_answer=wait_for_answer)
 
     def _receivers(self, system_id: str) -> list[Connection]:
         return [c for c in self.smsc.server.bound(system_id) if c.can_receive]
 
-    async def _send_here(self, hop: Hop) -> None:
-        system_id, msisdn, text = hop.account, hop.msisdn, hop.text
-        op, info, service_code = hop.op, hop.info, hop.service_code
-        receivers = self._receivers(system_id)
+    async def _send_here(self, hop: Hop, *, wait_for_answer: bool = True) -> None:
+        receivers = self._receivers(hop.account)
         if not receivers:
-            raise BridgeFailure("unreachable", f"no SMPP receiver of {system_id} is bound")
-        coding = data_coding_for(text)
+            raise BridgeFailure("unreachable", f"no SMPP receiver of {hop.account} is bound")
+        coding = data_coding_for(hop.text)
         pdu = make_pdu(
             "deliver_sm",
             service_type="USSD",
             source_addr_ton=1,
             source_addr_npi=1,
-            source_addr=address_of(msisdn),
-            destination_addr=service_code,
+            source_addr=address_of(hop.msisdn),
+            destination_addr=hop.service_code,
             data_coding=int(coding),
-            short_message=encode_text(text, coding),
-            tlvs=[Tlv.of("ussd_service_op", op), Tlv.of("its_session_info", info)],
+            short_message=encode_text(hop.text, coding),
+            tlvs=[
+                Tlv.of("ussd_service_op", hop.op),
+                Tlv.of("its_session_info", hop.info),
+                Tlv.of("user_message_reference", hop.reference),
+            ],
         )
         try:
-            resp = await receivers[0].request(pdu)
-        except (ConnectionLost, LocalProtocolError, TimeoutError) as e:
-            raise BridgeFailure("unreachable", f"deliver_sm to {system_id} failed: {e}") from e
+            answer = receivers[0].send_request(pdu)
+        except (ConnectionLost, LocalProtocolError) as e:
+            raise BridgeFailure("unreachable", f"deliver_sm to {hop.account} failed: {e}") from e
+        if not wait_for_answer:
+            task = asyncio.create_task(self._answered(hop.account, answer))
+            self._notices.add(task)
+            task.add_done_callback(self._notices.discard)
+            return
+        try:
+            resp = await answer
+        except (ConnectionLost, TimeoutError) as e:
+            raise BridgeFailure("unreachable", f"deliver_sm to {hop.account} failed: {e}") from e
         if resp.status != Status.ROK:
             raise BridgeFailure(
-                "unreachable", f"{system_id} answered deliver_sm with {resp.status}"
+                "unreachable", f"{hop.account} answered deliver_sm with {resp.status}"
             )
+
+    @staticmethod
+    async def _answered(system_id: str, answer: Coroutine[Any, Any, Pdu]) -> None:
+        try:
+            resp = await answer
+        except (ConnectionLost, TimeoutError) as e:
+            log.info("release of a USSD dialogue: no deliver_sm_resp from %s (%s)", system_id, e)
+            return
+        if resp.status != Status.ROK:
+            log.info("release of a USSD dialogue: %s answered %s", system_id, resp.status)

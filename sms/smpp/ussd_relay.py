@@ -66,6 +66,19 @@ class Hop:
     text: str
     info: int
     service_code: str
+    reference: int = 0  # user_message_reference
+
+
+@dataclass(frozen=True)
+class RelayedReply:
+    """What the worker the client's submit_sm reached sends back to the dialling worker: a
+    screen, or the reason there is none (`error` set)."""
+
+    text: str = ""
+    end: bool = True
+    reference: int | None = None
+    error: str | None = None
+    reason: str = "unreachable"
 
 
 class Unreachable(Exception):
@@ -74,8 +87,8 @@ class Unreachable(Exception):
 
 # Sends a hop on a local receiver; raises with a message the dialling worker shows.
 LocalSend = Callable[[Hop], Awaitable[None]]
-# A screen (text, end) or a failure (error) for the dialogue with (account, msisdn).
-ReplyHandler = Callable[[str, str, str, bool, str | None], None]
+# A screen or a failure for the dialogue with (account, msisdn).
+ReplyHandler = Callable[[str, str, RelayedReply], None]
 
 
 class UssdRelay:
@@ -130,12 +143,13 @@ class UssdRelay:
             await self._forget(keys=[wait_key(account, msisdn)], args=[self.owner])
 
     # --- the worker the client's submit_sm reached -----------------------------------------
-    async def forward_screen(self, account: str, msisdn: str, text: str, end: bool) -> bool:
-        """The client's screen to the worker waiting for it; False when none waits."""
+    async def forward_screen(self, account: str, msisdn: str, reply: RelayedReply) -> bool:
+        """The client's screen (or why there is none) to the worker waiting for it; False when
+        none waits."""
         owner = await self._redis.get(wait_key(account, msisdn))
         if not owner:
             return False
-        body = {"account": account, "msisdn": msisdn, "text": text, "end": end}
+        body = {"account": account, "msisdn": msisdn, **reply.__dict__}
         return bool(await self._redis.publish(reply_channel(str(owner)), json.dumps(body)))
 
     # --- listening ----------------------------------------------------------------------
@@ -198,19 +212,15 @@ class UssdRelay:
         except ValueError:
             return
         if channel == reply_channel(self.owner):
-            self._on_reply(
-                str(body["account"]),
-                str(body["msisdn"]),
-                str(body.get("text", "")),
-                bool(body.get("end", True)),
-                body.get("error"),
-            )
+            fields = RelayedReply.__dataclass_fields__
+            reply = RelayedReply(**{k: body[k] for k in fields if k in body})
+            self._on_reply(str(body["account"]), str(body["msisdn"]), reply)
         else:
             self._spawn(self._take(body))
 
     async def _take(self, body: dict[str, Any]) -> None:
         """A hop for an account with a receiver here: send it unless a sibling claimed it."""
-        hop = Hop(**{k: body[k] for k in Hop.__dataclass_fields__})
+        hop = Hop(**{k: body[k] for k in Hop.__dataclass_fields__ if k in body})
         if not await self._redis.set(
             claim_key(str(body["id"])), self.owner, nx=True, ex=CLAIM_TTL_S
         ):

@@ -5,6 +5,7 @@ submit_sm)."""
 from __future__ import annotations
 
 import contextlib
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -12,7 +13,9 @@ from gateway.config import Route, UssdConfig
 from gateway.ussd.apps.base import AppContext, AppFailure, AppReply
 from gateway.ussd.mmi import Ussd
 from sms.smpp.constants import UssdServiceOp
-from sms.smpp.ussd_bridge import BridgeFailure, SmppUssdBridge, session_info
+from sms.smpp.ussd_bridge import BridgeFailure, ClientReply, Dialogue, SmppUssdBridge
+
+MAX_UNANSWERED = 10_000
 
 
 @contextlib.asynccontextmanager
@@ -30,6 +33,8 @@ class SmppApp:
         self._bridge = bridge
         self._system_id = system_id
         self._timeout_s = timeout_s
+        # Dialogues whose first screen never came: their release must still name them.
+        self._unanswered: OrderedDict[str, Dialogue] = OrderedDict()
 
     @property
     def timeout_s(self) -> float | None:
@@ -39,44 +44,48 @@ class SmppApp:
     def _service_code(route: str) -> str:
         return route.strip("*#").split("*")[0]
 
+    def _dialogue(self, ctx: AppContext, number: int, reference: int) -> Dialogue:
+        service_code = self._service_code(ctx.route)
+        return Dialogue(self._system_id, ctx.msisdn, service_code, number, reference)
+
+    def _of_state(self, ctx: AppContext, state: dict[str, Any]) -> Dialogue:
+        number = int(state.get("session", 0))
+        return self._dialogue(ctx, number, int(state.get("umr", number)))
+
+    @staticmethod
+    def _state(dialogue: Dialogue, reply: ClientReply, seq: int) -> dict[str, Any]:
+        umr = dialogue.reference if reply.reference is None else reply.reference
+        return {"session": dialogue.number, "seq": seq, "umr": umr}
+
     async def begin(self, ctx: AppContext, dialled: Ussd) -> AppReply:
         number = self._bridge.next_session_number()
+        dialogue = self._dialogue(ctx, number, number)
+        self._unanswered[ctx.session_id] = dialogue
+        while len(self._unanswered) > MAX_UNANSWERED:
+            self._unanswered.popitem(last=False)
         async with _as_app_failure():
             reply = await self._bridge.exchange(
-                self._system_id,
-                ctx.msisdn,
-                UssdServiceOp.PSSR_INDICATION,
-                dialled.text,
-                session_info(number, 0, False),
-                self._service_code(ctx.route),
+                dialogue, UssdServiceOp.PSSR_INDICATION, dialled.text, 0
             )
-        return AppReply(reply.text, reply.end, {"session": number, "seq": 1})
+        self._unanswered.pop(ctx.session_id, None)
+        return AppReply(reply.text, reply.end, self._state(dialogue, reply, 1))
 
     async def answer(self, ctx: AppContext, state: dict[str, Any], text: str) -> AppReply:
-        number, seq = int(state.get("session", 0)), int(state.get("seq", 1))
+        dialogue, seq = self._of_state(ctx, state), int(state.get("seq", 1))
         async with _as_app_failure():
-            reply = await self._bridge.exchange(
-                self._system_id,
-                ctx.msisdn,
-                UssdServiceOp.USSR_CONFIRM,
-                text,
-                session_info(number, seq, False),
-                self._service_code(ctx.route),
-            )
-        return AppReply(reply.text, reply.end, {"session": number, "seq": seq + 1})
+            reply = await self._bridge.exchange(dialogue, UssdServiceOp.USSR_CONFIRM, text, seq)
+        return AppReply(reply.text, reply.end, self._state(dialogue, reply, seq + 1))
 
     async def release(self, ctx: AppContext, state: dict[str, Any], cause: str) -> None:
-        """Tell the client the dialogue is over: an empty USSR confirm with the end bit set."""
-        number, seq = int(state.get("session", 0)), int(state.get("seq", 1))
-        with contextlib.suppress(BridgeFailure):  # nobody bound: nobody to tell
-            await self._bridge.deliver(
-                self._system_id,
-                ctx.msisdn,
-                UssdServiceOp.USSR_CONFIRM,
-                "",
-                session_info(number, seq, True),
-                self._service_code(ctx.route),
-            )
+        """Tell the client the dialogue is over (see `SmppUssdBridge.release`)."""
+        unanswered = self._unanswered.pop(ctx.session_id, None)
+        if "session" in state:
+            dialogue, seq = self._of_state(ctx, state), int(state.get("seq", 1))
+        elif unanswered is not None:
+            dialogue, seq = unanswered, 1
+        else:
+            return  # the dialogue never reached the client
+        await self._bridge.release(dialogue, seq)
 
 
 def smpp_app_factory(bridge: SmppUssdBridge, ussd: UssdConfig) -> Callable[[Route], SmppApp]:
