@@ -8,6 +8,7 @@ time; the loader refuses it earlier, when the menu is checked.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -111,10 +112,16 @@ def render_value(value: Any, filter_name: str | None, lang: str) -> str:
     return str(value)
 
 
+@functools.lru_cache(maxsize=4096)
+def _compiled(template: str) -> tuple[Part, ...]:
+    # A menu has a bounded set of templates: each is parsed once, not on every screen.
+    return tuple(parse_template(template))
+
+
 def render(template: str, values: Mapping[str, Any], lang: str) -> str:
     """Render a template; a bad template renders literally rather than failing a live session."""
     try:
-        parts = parse_template(template)
+        parts = _compiled(template)
     except TemplateError:
         return template
     out: list[str] = []

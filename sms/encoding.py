@@ -7,6 +7,7 @@ ESC 0x1B extension table); a character outside both forces UCS-2, as a handset w
 from __future__ import annotations
 
 import codecs
+import functools
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -67,6 +68,7 @@ class Measure:
         return self.used <= self.limit
 
 
+@functools.lru_cache(maxsize=8192)
 def ussd_measure(text: str) -> Measure:
     """Length of a USSD screen in its own alphabet against the 160-octet limit."""
     septets = gsm7_septets(text)
