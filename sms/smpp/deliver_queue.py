@@ -14,6 +14,7 @@ import contextlib
 import itertools
 import json
 import logging
+from collections.abc import Iterator
 from typing import Any
 
 import redis.exceptions
@@ -23,9 +24,9 @@ from gateway.harness.clock import Clock
 from gateway.harness.events import EventLog
 from sms.smpp.accounts import Account, AccountBook
 from sms.smpp.constants import Status
+from sms.smpp.pdu import Pdu
 from sms.smpp.queue_items import deliver_pdu, mo_item
-from sms.smpp.server import Connection, ConnectionLost, SmscServer
-from sms.smpp.session import LocalProtocolError
+from sms.smpp.server import Connection, SmscServer
 from sms.smpp.store import SmppStore
 
 log = logging.getLogger("ussdsim.smpp")
@@ -184,22 +185,31 @@ class DeliverQueue:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(kick.wait(), IDLE_POLL_S)
                 continue
-            statuses = await asyncio.gather(
-                *(self._send_item(receivers[next(turn) % len(receivers)], raw) for raw in items)
-            )
+            statuses = await self._send_all(receivers, items, turn)
             await self._settle(account, items, statuses)
 
-    async def _send_item(self, conn: Connection, raw: str) -> int | None:
-        """The deliver_sm_resp status; None when the link failed; -1 for an unusable item."""
-        try:
-            pdu = deliver_pdu(json.loads(raw))
-        except Exception:
-            return -1
-        try:
-            resp = await conn.request(pdu)
-        except (ConnectionLost, LocalProtocolError, TimeoutError):
-            return None
-        return resp.status
+    async def _send_all(
+        self, receivers: list[Connection], items: list[str], turn: Iterator[int]
+    ) -> list[int | None]:
+        """Each item's deliver_sm_resp status, the items spread over the receivers in turn;
+        None when the link failed or did not answer in time; -1 for an unusable item."""
+        statuses: list[int | None] = [-1] * len(items)
+        batches: dict[int, tuple[list[int], list[Pdu]]] = {}
+        for i, raw in enumerate(items):
+            try:
+                pdu = deliver_pdu(json.loads(raw))
+            except Exception:
+                continue
+            slots, pdus = batches.setdefault(next(turn) % len(receivers), ([], []))
+            slots.append(i)
+            pdus.append(pdu)
+        answers = await asyncio.gather(
+            *(receivers[r].request_all(pdus) for r, (_, pdus) in batches.items())
+        )
+        for (slots, _), answered in zip(batches.values(), answers, strict=True):
+            for i, resp in zip(slots, answered, strict=True):
+                statuses[i] = None if resp is None else resp.status
+        return statuses
 
     async def _settle(self, account: Account, items: list[str], statuses: list[int | None]) -> None:
         done = [raw for raw, status in zip(items, statuses, strict=True) if status in (0, -1)]

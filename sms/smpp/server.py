@@ -196,6 +196,42 @@ class Connection:
             raise ConnectionLost(self.peer)
         return self._response(pdu.sequence, future, timeout or self._settings.response_timeout_s)
 
+    async def request_all(self, pdus: list[Pdu], timeout: float | None = None) -> list[Pdu | None]:
+        """Send several requests together and wait for their answers together: one write, one
+        drain, one wait, no task per PDU (the receipt path). The answer to each, or None for one
+        the link lost or that got no answer in time."""
+        futures: list[asyncio.Future[Pdu] | None] = []
+        wires: list[bytes | bytearray] = []
+        for pdu in pdus:
+            if self.closed:
+                futures.append(None)
+                continue
+            pdu.sequence = self.session.next_sequence()
+            try:
+                wires.append(self.session.send(pdu))
+            except LocalProtocolError:
+                futures.append(None)
+                continue
+            future: asyncio.Future[Pdu] = self._loop.create_future()
+            self._waiting[pdu.sequence] = future
+            futures.append(future)
+            self._tally("out", pdu.command, pdu.status)
+        live = [f for f in futures if f is not None]
+        try:
+            if live and self._write(b"".join(wires)):
+                await self._writer.drain()
+                await asyncio.wait(live, timeout=timeout or self._settings.response_timeout_s)
+        except (ConnectionError, RuntimeError):
+            pass
+        finally:
+            for pdu, waited in zip(pdus, futures, strict=True):
+                if waited is not None:
+                    self._waiting.pop(pdu.sequence, None)
+        return [
+            f.result() if f is not None and f.done() and f.exception() is None else None
+            for f in futures
+        ]
+
     async def _response(self, sequence: int, future: asyncio.Future[Pdu], timeout: float) -> Pdu:
         try:
             await self._writer.drain()
