@@ -69,6 +69,10 @@ def _parser() -> argparse.ArgumentParser:
     from gateway.harness.scenario.cli import add_parser as add_scenario_parser
 
     add_scenario_parser(sub)
+
+    from gateway.harness.load import add_parser as add_load_parser
+
+    add_load_parser(sub)
     return p
 
 
@@ -208,6 +212,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from menus.loader import check_command
 
             return check_command(args.paths)
+        if args.command == "load":
+            from gateway.harness.load import run_command as run_load
+
+            return run_load(args)
         if args.command == "scenario":
             from gateway.harness.scenario.cli import run_command
 
