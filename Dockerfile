@@ -8,8 +8,10 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
-RUN useradd --create-home --uid 10001 --shell /usr/sbin/nologin ussdsim \
-    && mkdir /data && chown ussdsim:ussdsim /data
+# A fixed numeric uid:gid, so USER below is numeric and orchestrators that refuse root can verify it.
+RUN groupadd --gid 10001 ussdsim \
+    && useradd --create-home --uid 10001 --gid 10001 --shell /usr/sbin/nologin ussdsim \
+    && mkdir /data && chown 10001:10001 /data
 
 WORKDIR /src
 COPY pyproject.toml README.md ./
@@ -26,7 +28,7 @@ ENV USSDSIM_HTTP=0.0.0.0:8080 \
     USSDSIM_SMPP=0.0.0.0:2775 \
     USSDSIM_DATA=/data
 
-USER ussdsim
+USER 10001:10001
 # The working directory holds no config.yaml: the built-in defaults, unless one is mounted and
 # named with --config.
 WORKDIR /data

@@ -4,8 +4,12 @@ Whatever serves the dialled code (a built-in menu, an HTTP application, an SMPP 
 what is measured: the load goes through the public API with the project's async client, one
 connection per subscriber, closed loop (a subscriber dials again as soon as its dialog ends).
 Each subscriber has its own number (`--msisdn-base` + its index); with the operator token they
-are written fresh first (the scenario's fields for that number), otherwise the server's
+are written first (created if missing; the scenario's fields for that number replace what the
+server held), unless `--existing` says to use them as they are; without the token the server's
 auto-provisioning creates them on the first dial.
+
+Ctrl-C stops the run the way the clock would: no new dialogs, the ones under way get a few
+seconds to finish, and the report covers what was done (marked interrupted, exit status 130).
 """
 
 from __future__ import annotations
@@ -37,6 +41,8 @@ T = TypeVar("T")
 
 DEFAULT_URL = os.environ.get("USSDSIM_URL", "http://127.0.0.1:8080")
 TOKEN_VARIABLE = "USSDSIM_ADMIN_TOKEN"
+INTERRUPTED_STATUS = 130  # what a shell reports for a command stopped by SIGINT
+DRAIN_SECONDS = 5.0  # how long dialogs under way may take to finish after Ctrl-C
 
 
 def add_parser(sub: Any) -> None:
@@ -52,6 +58,11 @@ def add_parser(sub: Any) -> None:
     stop.add_argument("--duration", type=float, help="seconds to run (default 10)")
     stop.add_argument("--count", type=int, help="dialogs to run in all")
     p.add_argument("--msisdn-base", default="+79990000000", help="first subscriber's number")
+    p.add_argument(
+        "--existing",
+        action="store_true",
+        help="use the numbers as the server holds them (never rewritten, even with the token)",
+    )
     p.add_argument("--url", default=DEFAULT_URL)
     p.add_argument("--json", action="store_true", help="print one JSON object, for CI")
 
@@ -64,6 +75,9 @@ class _Run:
         self.stats = LatencyStats()
         self._left = count
         self._deadline = deadline
+
+    def stop(self) -> None:
+        self._deadline = time.monotonic()
 
     def take_dialog(self) -> bool:
         if self._deadline is not None and time.monotonic() >= self._deadline:
@@ -147,14 +161,21 @@ async def run_load(
     duration: float | None,
     count: int | None,
     msisdn_base: str,
+    existing: bool = False,
     on_tick: Callable[[str], None] | None = None,
+    on_note: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     msisdns = numbers(msisdn_base, concurrency)
     async with AsyncClient(url, token) as client:
         # A server that is down or not ussdsim is one clear error, not a run of failures.
         if not await client.healthy():
             raise ServerUnreachable(url, "/healthz did not answer 200")
-        if token:
+        if token and not existing:
+            if on_note is not None and plan.subscriber:
+                on_note(
+                    f"setting {', '.join(sorted(plan.subscriber))} on {len(msisdns)} subscribers "
+                    f"{msisdns[0]}..{msisdns[-1]} (--existing leaves them as they are)"
+                )
             for msisdn in msisdns:
                 await client.put_subscriber(msisdn, **plan.subscriber)
         started = time.monotonic()
@@ -162,13 +183,24 @@ async def run_load(
         run = _Run(plan, count, deadline)
         tasks = [asyncio.create_task(_subscriber(run, client, m)) for m in msisdns]
         total = f"/{count}" if count is not None else ""
-        while not all(t.done() for t in tasks):
-            await asyncio.wait(tasks, timeout=0.25)
-            if on_tick is not None:
-                on_tick(_progress(run, started, total))
+        interrupted = False
+        try:
+            while not all(t.done() for t in tasks):
+                await asyncio.wait(tasks, timeout=0.25)
+                if on_tick is not None:
+                    on_tick(_progress(run, started, total))
+        except asyncio.CancelledError:
+            # Ctrl-C (asyncio.run cancels the main task): stop like the clock would and report.
+            interrupted = True
+            current = asyncio.current_task()
+            if current is not None:
+                current.uncancel()
+            await _drain(run, tasks)
         for task in tasks:
-            task.result()  # a bug in the load itself is not a figure
+            if not task.cancelled():
+                task.result()  # a bug in the load itself is not a figure
         report = run.stats.summary(time.monotonic() - started)
+    report.update(interrupted=interrupted)
     report.update(
         url=url,
         code=plan.code,
@@ -177,6 +209,14 @@ async def run_load(
         skipped=list(plan.skipped),
     )
     return report
+
+
+async def _drain(run: _Run, tasks: list[asyncio.Task[None]]) -> None:
+    run.stop()
+    _, pending = await asyncio.wait(tasks, timeout=DRAIN_SECONDS)
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
 
 
 def _plan(args: argparse.Namespace) -> DialogPlan:
@@ -209,6 +249,8 @@ def print_report(report: dict[str, Any], console: Console) -> None:
     )
     for skipped in report["skipped"]:
         console.print(f"not repeated: {skipped}", highlight=False)
+    if report["interrupted"]:
+        console.print("interrupted: the figures cover the run up to Ctrl-C", highlight=False)
 
 
 def run_command(args: argparse.Namespace) -> int:
@@ -238,9 +280,14 @@ def run_command(args: argparse.Namespace) -> int:
                 duration=duration,
                 count=args.count,
                 msisdn_base=args.msisdn_base,
+                existing=args.existing,
                 on_tick=tick,
+                on_note=lambda line: print(f"ussdsim load: {line}", file=sys.stderr),
             )
         )
+    except KeyboardInterrupt:  # before the load began, or a second Ctrl-C while it drained
+        print("ussdsim load: interrupted, no report", file=sys.stderr)
+        return INTERRUPTED_STATUS
     except ServerUnreachable as e:
         print(f"ussdsim load: {e}", file=sys.stderr)
         return 1
@@ -254,4 +301,6 @@ def run_command(args: argparse.Namespace) -> int:
         print(json.dumps(report, ensure_ascii=False))
     else:
         print_report(report, Console())
+    if report["interrupted"]:
+        return INTERRUPTED_STATUS
     return 0 if not report["errors"] else 3

@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from ussdsim import Client
@@ -96,3 +98,60 @@ def test_bad_input_is_one_line_and_no_traceback(ussdsim_server: Simulator) -> No
         assert run.returncode in (1, 2)
         assert words in run.stderr and "Traceback" not in run.stderr
         assert len(run.stderr.strip().splitlines()) == 1
+
+
+def test_ctrl_c_stops_the_run_and_still_reports_what_was_done(
+    ussdsim_server: Simulator, ussdsim: Client
+) -> None:
+    first = base()
+    env = {**os.environ, "USSDSIM_ADMIN_TOKEN": ussdsim_server.token}
+    args = ["--code", "*111#", "--answers", "1", "-c", "2", "--duration", "60"]
+    proc = subprocess.Popen(
+        [*USSDSIM, "--url", ussdsim_server.url, *args, "--msisdn-base", first, "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not ussdsim.events(msisdn=first, kind="ussd.dial") and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    report = json.loads(out)
+    assert report["interrupted"] is True and report["seconds"] < 30
+    assert report["steps"] > 0 and report["errors"] == {}
+    # The dialogs under way were finished (cancelled by the plan), not left open on the server.
+    for n in (first, f"+{int(first[1:]) + 1}"):
+        screens = ussdsim.events(msisdn=n, kind="ussd.screen")
+        released = ussdsim.events(msisdn=n, kind="ussd.released")
+        ended = {e["data"]["session_id"] for e in screens if e["data"]["end"]}
+        ended |= {e["data"]["session_id"] for e in released}
+        assert screens and {e["data"]["session_id"] for e in screens} == ended
+
+
+def test_existing_subscribers_are_used_as_they_are(
+    ussdsim_server: Simulator, ussdsim: Client, tmp_path: Path
+) -> None:
+    first = base()
+    scenario = tmp_path / "rich.yaml"
+    scenario.write_text(
+        f'name: rich\nsubscribers: {{"{first}": {{balance_kop: 999}}}}\nsteps:\n'
+        f'  - dial: {{msisdn: "{first}", code: "*100#"}}\n',
+        encoding="utf-8",
+    )
+    ussdsim.put_subscriber(first, balance_kop=4321)
+    run = load(ussdsim_server, str(scenario), "--count", "2", "--existing", "--msisdn-base", first,
+               "--json")  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout)["dialogs"] == 2 and "balance_kop" not in run.stderr
+    assert ussdsim.subscriber(first)["balance_kop"] == 4321
+    written = load(ussdsim_server, str(scenario), "-c", "1", "--count", "1", "--msisdn-base", first)
+    assert written.returncode == 0 and "setting balance_kop on 1 subscribers" in written.stderr
+    assert ussdsim.subscriber(first)["balance_kop"] == 999

@@ -57,9 +57,14 @@ def test_the_base_is_a_slim_python_pinned_to_a_release() -> None:
     assert re.fullmatch(r"python:3\.\d+\.\d+-slim(-\w+)?", base), base
 
 
-def test_the_server_runs_as_a_user_other_than_root() -> None:
+def test_the_server_runs_as_a_numeric_user_other_than_root_who_owns_the_data() -> None:
     users = of("USER")
-    assert users and users[-1] not in ("root", "0")
+    # Numeric, so a runtime that refuses root (runAsNonRoot) can check it without /etc/passwd.
+    assert users and re.fullmatch(r"[1-9]\d*:[1-9]\d*", users[-1]), users
+    uid, gid = users[-1].split(":")
+    (setup,) = [run for run in of("RUN") if "useradd" in run]
+    assert f"--uid {uid}" in setup and f"--gid {gid}" in setup
+    assert f"chown {uid}:{gid} /data" in setup
 
 
 def test_every_package_of_the_wheel_is_copied_into_the_image() -> None:
