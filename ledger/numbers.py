@@ -6,6 +6,7 @@ without the 8 / 7 / +7 prefix, and often with spaces, dashes or parentheses.
 
 from __future__ import annotations
 
+import functools
 import re
 
 import phonenumbers
@@ -35,6 +36,13 @@ def normalize_msisdn(raw: str, region: str = "RU") -> str:
     """'8 (916) 123-45-67' -> '+79161234567'; raises InvalidNumber for anything else."""
     if not isinstance(raw, str):
         raise InvalidNumber("not_text")
+    return _normalized(raw, region)
+
+
+# Every request names its number, and phonenumbers' parse + checks cost more than the rest of a
+# menu screen; the same few numbers come back step after step. Refusals are not cached.
+@functools.lru_cache(maxsize=16384)
+def _normalized(raw: str, region: str) -> str:
     compact = _strip(raw)
     if not compact:
         raise InvalidNumber("empty")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import re
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any, Final
@@ -196,16 +197,26 @@ class OfferOps:
         check_common(msisdn, now, "read")
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.hget(keys.subscriber(msisdn), "tariff")
-            pipe.hgetall(packages_key(msisdn))
+            self.queue_packages(pipe, msisdn)
             tariff, state = await pipe.execute()
         if tariff is None:
             return Result(Outcome.UNKNOWN_SUBSCRIBER)
+        return Result(Outcome.OK, {"tariff": tariff, **self.remaining(tariff, state)})
+
+    # The two halves of `packages`, for a caller that already reads the subscriber's hash (and
+    # so its tariff) and sends this read with its own in one round trip, in the same slot.
+    PACKAGES_REPLIES = 1
+
+    def queue_packages(self, pipe: Any, msisdn: str) -> None:
+        pipe.hgetall(packages_key(msisdn))
+
+    def remaining(self, tariff: str, state: Mapping[str, str]) -> dict[str, int]:
+        """What is left of `tariff`'s packages: the stored counters while they belong to it,
+        else the tariff's full packages (nothing used since it was chosen)."""
         if state.get("tariff") == tariff:
-            remaining = {unit: int(state[unit]) for unit in ("minutes", "sms", "mb")}
-        else:
-            plan = self._catalogue.tariff(tariff)
-            remaining = plan.packages.model_dump() if plan else {"minutes": 0, "sms": 0, "mb": 0}
-        return Result(Outcome.OK, {"tariff": tariff, **remaining})
+            return {unit: int(state[unit]) for unit in ("minutes", "sms", "mb")}
+        plan = self._catalogue.tariff(tariff)
+        return plan.packages.model_dump() if plan else {"minutes": 0, "sms": 0, "mb": 0}
 
     async def change_tariff(self, msisdn: str, tariff_id: str, now: float, actor: str) -> Result:
         check_common(msisdn, now, actor)

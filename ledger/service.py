@@ -204,6 +204,18 @@ class Ledger:
             return None
         return Subscriber.from_redis(fields, login_locked=locked == "1")
 
+    async def get_with_packages(self, msisdn: str) -> tuple[Subscriber | None, dict[str, int]]:
+        """The subscriber and what is left of its tariff's packages, read in one transaction
+        (one round trip; the keys share the subscriber's slot)."""
+        async with self._redis.pipeline(transaction=True) as pipe:
+            self.queue_get(pipe, msisdn)
+            self.offers.queue_packages(pipe, msisdn)
+            replies = await pipe.execute()
+        subscriber = self.decode_get(replies[: self.GET_REPLIES])
+        if subscriber is None:
+            return None, {}
+        return subscriber, self.offers.remaining(subscriber.tariff, replies[self.GET_REPLIES])
+
     async def provision(self, msisdn: str, now: float, actor: str) -> Subscriber:
         subscriber, _ = await self._upsert_changes(msisdn, {}, now, actor)
         return subscriber

@@ -114,11 +114,9 @@ class OfferActions:
         return tariff.names.get(lang) if tariff else tariff_id
 
     async def balance(self, ctx: ActionContext, args: Mapping[str, Any]) -> Result:
-        sub = await self._ledger.get(ctx.msisdn)
+        sub, remaining = await self._ledger.get_with_packages(ctx.msisdn)
         if sub is None:
             return Result(Outcome.UNKNOWN_SUBSCRIBER)
-        packages = await self._ledger.offers.packages(ctx.msisdn, ctx.now)
-        remaining = {unit: packages.values.get(unit, 0) for unit in ("minutes", "sms", "mb")}
         return Result(
             Outcome.OK,
             {
