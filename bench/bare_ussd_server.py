@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import sys
+from pathlib import Path
 
 from aiohttp import web
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from gateway import event_loop
 
 _ids = itertools.count()
 
@@ -48,7 +54,10 @@ def main() -> None:
     app.router.add_post("/v1/ussd", dial)
     app.router.add_post("/v1/ussd/{sid}", answer)
     app.router.add_get("/healthz", healthz)
-    web.run_app(app, host="127.0.0.1", port=args.port, access_log=None, print=None)
+    # The loop ussdsim itself runs on (gateway/event_loop.py), so the ratio compares the work.
+    factory = event_loop.loop_factory()
+    loop = factory() if factory is not None else None
+    web.run_app(app, host="127.0.0.1", port=args.port, access_log=None, print=None, loop=loop)
 
 
 if __name__ == "__main__":

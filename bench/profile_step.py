@@ -37,6 +37,7 @@ from redis.asyncio.connection import AbstractConnection
 
 from bench.common import print_table, python, start_process, stop_process, wait_http
 from bench.ussd_http import measured_load
+from gateway import event_loop
 from gateway.config import load_config
 from gateway.http.app import build_app
 from gateway.http.limits import GatewayRunner
@@ -75,6 +76,7 @@ LAYERS: tuple[tuple[str, str], ...] = (
     ("asyncio/selector_events.py", "socket I/O (asyncio transports, epoll)"),
     ("selectors.py", "socket I/O (asyncio transports, epoll)"),
     ("asyncio/timeouts.py", ""),
+    ("uvloop/", "asyncio loop, tasks"),
     ("asyncio/", "asyncio loop, tasks"),
 )
 
@@ -303,7 +305,8 @@ def main() -> None:
     p.add_argument("--profile-seconds", type=float, default=5)
     p.add_argument("--concurrency", type=int, default=32)
     p.add_argument("--top", type=int, default=0, help="also print the N costliest functions")
-    asyncio.run(run(p.parse_args()))
+    # The loop `ussdsim serve` runs on (uvloop unless USSDSIM_LOOP=asyncio).
+    event_loop.run(run(p.parse_args()))
 
 
 if __name__ == "__main__":

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import logging
 import os
@@ -12,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from gateway import event_loop
 from gateway.config import ConfigError, SmppAccount, development_smpp_account, load_config
 from gateway.runtime import StartupError
 from gateway.terminal import event_line, screen_box
@@ -168,7 +168,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             from gateway.workers import supervise
 
             return supervise(config)
-        asyncio.run(serve(config))
+        event_loop.run(serve(config))
     except (ConfigError, StartupError) as e:
         print(f"ussdsim: {e}", file=sys.stderr)
         return 2

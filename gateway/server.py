@@ -11,6 +11,7 @@ import sys
 
 from aiohttp import web
 
+from gateway import event_loop
 from gateway.config import Config
 from gateway.http.app import build_app
 from gateway.http.limits import GatewayRunner
@@ -62,7 +63,7 @@ def _announce(runtime: Runtime, bound: tuple[str, int]) -> None:
     store = f"{runtime.embedded.url} (embedded)" if runtime.embedded else config.redis.url
     print(
         f"ussdsim: HTTP on http://{bound[0]}:{bound[1]}  store: {store}  "
-        f"clock: {config.clock.mode}",
+        f"clock: {config.clock.mode}  loop: {event_loop.running_loop_name()}",
         flush=True,
     )
     if runtime.smsc is not None:

@@ -35,6 +35,7 @@ from types import FrameType
 
 from redis.exceptions import RedisError
 
+from gateway import event_loop
 from gateway.config import Config, resolve_path
 from gateway.harness.faults import apply_config_personas, config_problems
 from gateway.harness.metrics import MULTIPROC_ENV
@@ -250,7 +251,8 @@ class Supervisor:
         store = f"{self.embedded.url} (embedded)" if self.embedded else worker_config.redis.url
         print(
             f"ussdsim: HTTP on http://{worker_config.http.listen}  store: {store}  "
-            f"clock: {worker_config.clock.mode}  workers: {len(self.workers)} (pids {pids})",
+            f"clock: {worker_config.clock.mode}  loop: {event_loop.loop_name()}  "
+            f"workers: {len(self.workers)} (pids {pids})",
             flush=True,
         )
         if worker_config.smpp.accounts:
@@ -359,7 +361,7 @@ def run_worker(config_json: str, index: int, reports: Connection) -> None:
 
     config = Config.model_validate_json(config_json)
     try:
-        asyncio.run(_serve_and_report(config, index, reports))
+        event_loop.run(_serve_and_report(config, index, reports))
     except StartupError as e:
         with contextlib.suppress(OSError):
             reports.send(("failed", str(e)))

@@ -74,6 +74,7 @@ def test_serve_keeps_state_across_a_restart_and_stops_cleanly(tmp_path: Path) ->
     code, out = first.stop()
     assert code == 0, out
     assert "operator token" not in out, "a token set in the environment is not printed"
+    assert "loop: uvloop" in out, out  # the servers run on uvloop where it is installed
     assert (data / "redis.log").exists()
 
     second = Server(data)

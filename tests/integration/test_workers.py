@@ -214,6 +214,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     assert proc.stdout is not None
     banner = proc.stdout.readline()  # printed once every worker serves
     assert "workers: 2" in banner, banner + (proc.stdout.read() if proc.poll() else "")
+    assert "loop: uvloop" in banner, banner
     s = Server(proc, http_port, smpp_port)
     s.connect_to_each_worker()
     yield s
