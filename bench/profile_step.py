@@ -42,6 +42,7 @@ from gateway.config import load_config
 from gateway.http.app import build_app
 from gateway.http.limits import GatewayRunner
 from gateway.runtime import Runtime
+from ledger import multiplexed
 from ledger.embedded import EmbeddedRedis, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -58,6 +59,8 @@ LAYERS: tuple[tuple[str, str], ...] = (
     ("gateway/harness/metrics.py", "metrics"),
     ("gateway/harness/faults.py", "faults"),
     ("gateway/actions/", "actions (ledger)"),
+    ("ledger/multiplexed.py", "redis client"),
+    ("ledger/store_client.py", "redis client"),
     ("ledger/", "actions (ledger)"),
     ("menus/", "menu engine"),
     ("sms/", "texts: encoding checks (sms/)"),
@@ -129,19 +132,27 @@ def by_layer(stats: pstats.Stats) -> dict[str, float]:
 
 @contextlib.contextmanager
 def counted_round_trips() -> Iterator[list[int]]:
-    """Counts writes to Redis connections: one per command sent alone, one per pipeline."""
+    """Counts requests to Redis: one per command sent alone, one per pipeline, on redis-py's
+    pooled connections and on the shared one (ledger/multiplexed.py) alike."""
     count = [0]
     original = AbstractConnection.send_packed_command
+    original_send = multiplexed.Wire.send
 
     async def counting(self: AbstractConnection, *args: Any, **kwargs: Any) -> None:
         count[0] += 1
         await original(self, *args, **kwargs)
 
+    def counting_send(self: multiplexed.Wire, packed: bytes, replies: int) -> Any:
+        count[0] += 1
+        return original_send(self, packed, replies)
+
     AbstractConnection.send_packed_command = counting  # type: ignore[method-assign]
+    multiplexed.Wire.send = counting_send  # type: ignore[method-assign, assignment]
     try:
         yield count
     finally:
         AbstractConnection.send_packed_command = original  # type: ignore[method-assign]
+        multiplexed.Wire.send = original_send  # type: ignore[method-assign]
 
 
 async def commandstats(redis: aioredis.Redis) -> Counter[str]:

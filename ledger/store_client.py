@@ -22,6 +22,8 @@ from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError
 from redis.typing import EncodableT, KeyT
 
+from ledger.multiplexed import MultiplexedRedis, Multiplexer
+
 _CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
 
 
@@ -85,6 +87,7 @@ def open_store(
     timeout: float | None = None,
     blocking_pool: bool = False,
     retry_once: bool = False,
+    multiplexed: bool = True,
 ) -> aioredis.Redis:
     """A decoding client for `url`.
 
@@ -92,6 +95,8 @@ def open_store(
     `blocking_pool` makes a single-server client wait up to `timeout` for a free connection
     instead of failing when the pool is full; a cluster client keeps `max_connections` per node.
     `retry_once` retries a command once after a dropped connection, never after a timeout.
+    `multiplexed` sends the commands that do not wait on one shared connection (see
+    ledger/multiplexed.py); a cluster and TLS always use redis-py's own connections.
     """
     kwargs: dict[str, Any] = {"decode_responses": True}
     if timeout is not None:
@@ -110,8 +115,15 @@ def open_store(
         pool = aioredis.BlockingConnectionPool.from_url(
             url, max_connections=max_connections, timeout=timeout, **kwargs
         )
-        return aioredis.Redis.from_pool(pool)
-    return aioredis.Redis.from_url(url, max_connections=max_connections, **kwargs)
+        client = cast(MultiplexedRedis, MultiplexedRedis.from_pool(pool))
+    else:
+        client = cast(
+            MultiplexedRedis,
+            MultiplexedRedis.from_url(url, max_connections=max_connections, **kwargs),
+        )
+    if multiplexed and Multiplexer.supports(url):
+        client.mux = Multiplexer(url, timeout=timeout, retry_once=retry_once)
+    return client
 
 
 def queue_script(pipe: Any, script: AsyncScript, keys: Sequence[str], args: Sequence[Any]) -> None:
