@@ -18,6 +18,7 @@ COPY pyproject.toml README.md ./
 COPY gateway gateway
 COPY menus menus
 COPY sms sms
+COPY shared shared
 COPY ledger ledger
 COPY ussdsim ussdsim
 RUN pip install . && rm -rf /src

@@ -20,9 +20,9 @@ from aiohttp import web
 
 from gateway.actions.registry import PasswordSender
 from gateway.config import Config
-from gateway.errors import ApiError
 from ledger.limits import Limit, RateLimiter, address_key
 from ledger.outcomes import Outcome, Result
+from shared.errors import ApiError
 from sms.smpp.constants import Status
 
 log = logging.getLogger("ussdsim.abuse")

@@ -1,7 +1,9 @@
 """One validated configuration document: embedded defaults < config.yaml < environment < flags.
 
-Every key has a default here, so `ussdsim serve` runs with no file at all; config.yaml at the
-top of the repository spells the same defaults out for people to edit.
+Every key has a default, so `ussdsim serve` runs with no file at all; config.yaml at the top of
+the repository spells the same defaults out for people to edit. The `smpp` and `sms` sections are
+`sms.config`'s (their keys, defaults and checks live with the SMS side); this module composes
+them with the rest and reads the layers.
 """
 
 from __future__ import annotations
@@ -15,8 +17,6 @@ from typing import Any, Literal
 
 import yaml
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     ValidationError,
     field_validator,
@@ -26,20 +26,12 @@ from pydantic import (
 from gateway.harness.faults import Persona
 from ledger.money import MoneySettings
 from ledger.store_client import cluster_seed_url
+from shared.settings import StrictSection, split_hostport
+from sms.config import SmppAccount as SmppAccount  # `development_smpp_account`'s type, for callers
+from sms.config import SmppConfig, SmsConfig
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-def _split_hostport(value: str) -> tuple[str, int]:
-    host, sep, port = value.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ValueError(f"expected HOST:PORT, got {value!r}")
-    return host, int(port)
-
-
-class HttpConfig(_Strict):
+class HttpConfig(StrictSection):
     listen: str = "127.0.0.1:8080"
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
     # a client must finish its request line and headers, and then its body, within this time;
@@ -50,95 +42,15 @@ class HttpConfig(_Strict):
     @field_validator("listen")
     @classmethod
     def _listen(cls, v: str) -> str:
-        _split_hostport(v)
+        split_hostport(v)
         return v
 
     @property
     def host_port(self) -> tuple[str, int]:
-        return _split_hostport(self.listen)
+        return split_hostport(self.listen)
 
 
-BindType = Literal["transmitter", "receiver", "transceiver"]
-
-
-def _all_bind_types() -> list[BindType]:
-    return ["transmitter", "receiver", "transceiver"]
-
-
-class SmppAccount(_Strict):
-    system_id: str = Field(min_length=1, max_length=15)
-    password: str = Field(min_length=1, max_length=8)
-    # source_addr values a submit_sm may carry; empty means any
-    allowed_sources: list[str] = Field(default_factory=list)
-    # subscribers' SMS to these short numbers go to this account as deliver_sm
-    short_numbers: list[str] = Field(default_factory=list)
-    bind_types: list[BindType] = Field(default_factory=_all_bind_types)
-    max_binds: int = Field(default=0, ge=0)  # 0: no limit
-    window: int = Field(default=10, ge=1, le=10_000)
-    on_window_full: Literal["throttle", "wait"] = "throttle"
-    max_tps: float = Field(default=0, ge=0)  # submit_sm per second; 0: no limit
-    dlr: bool = True  # send delivery receipts when registered_delivery asks for them
-    # how this client ends a USSD dialogue: ussd_service_op 17, or the its_session_info end bit
-    ussd_end: Literal["op", "session_info"] = "op"
-
-
-class SmppUpstream(_Strict):
-    """An SMSC that MT messages generated here are also submitted to (ESME client mode)."""
-
-    address: str
-    system_id: str = Field(min_length=1, max_length=15)
-    password: str = Field(max_length=8, default="")
-    system_type: str = Field(default="", max_length=12)
-    enquire_interval_s: float = Field(default=30, gt=0)
-
-    @field_validator("address")
-    @classmethod
-    def _address(cls, v: str) -> str:
-        _split_hostport(v)
-        return v
-
-
-class SmppConfig(_Strict):
-    listen: str = "127.0.0.1:2775"
-    accounts: list[SmppAccount] = Field(default_factory=list)
-    inactivity_s: float = Field(default=120, gt=0)
-    enquire_interval_s: float = Field(default=30, gt=0)
-    max_pdu_length: int = Field(default=64 * 1024, ge=1024, le=16 * 1024 * 1024)
-    response_timeout_s: float = Field(default=10, gt=0)
-    mo_max_attempts: int = Field(default=5, ge=1)
-    mo_retry_base_s: float = Field(default=1, gt=0)
-    bind_timeout_s: float = Field(default=30, gt=0)  # a connection not bound by then is closed
-    max_connections_per_ip: int = Field(default=64, ge=0)  # 0: no limit
-    upstream: SmppUpstream | None = None
-    # Failed binds (wrong password or system_id) tolerated per source address and per system_id
-    # within bind_fail_window_s; beyond that a bind is refused unchecked. 0: no limit.
-    bind_fail_address_limit: int = Field(default=5, ge=0)
-    bind_fail_system_id_limit: int = Field(default=20, ge=0)
-    bind_fail_window_s: int = Field(default=300, ge=1)
-
-    @field_validator("listen")
-    @classmethod
-    def _listen(cls, v: str) -> str:
-        _split_hostport(v)
-        return v
-
-    @field_validator("accounts")
-    @classmethod
-    def _unique(cls, v: list[SmppAccount]) -> list[SmppAccount]:
-        ids = [a.system_id for a in v]
-        if len(set(ids)) != len(ids):
-            raise ValueError("system_id values must be unique")
-        numbers = [n for a in v for n in a.short_numbers]
-        if len(set(numbers)) != len(numbers):
-            raise ValueError("a short number can be routed to one account only")
-        return v
-
-    @property
-    def host_port(self) -> tuple[str, int]:
-        return _split_hostport(self.listen)
-
-
-class RedisConfig(_Strict):
+class RedisConfig(StrictSection):
     url: str = "embedded"
     data_dir: str = "./var"
     durability: Literal["default", "strict"] = "default"
@@ -159,13 +71,13 @@ class RedisConfig(_Strict):
         return v
 
 
-class ClockConfig(_Strict):
+class ClockConfig(StrictSection):
     mode: Literal["real", "virtual"] = "real"
     # A virtual clock starts here (epoch seconds) the first time a store is used, so runs repeat.
     virtual_start: float = 1767243600.0  # 2026-01-01T05:00:00Z
 
 
-class UssdConfig(_Strict):
+class UssdConfig(StrictSection):
     input_timeout_s: float = Field(default=60, gt=0)
     session_lifetime_s: float = Field(default=180, gt=0)
     app_timeout_s: float = Field(default=15, gt=0)
@@ -176,7 +88,7 @@ class UssdConfig(_Strict):
     blocked_allowed_menus: list[str] = Field(default_factory=lambda: ["balance", "unblock"])
 
 
-class Route(_Strict):
+class Route(StrictSection):
     """A dialled code and what answers it: exactly one of a built-in menu, a URL, an SMPP client."""
 
     code: str  # "*111#" exact service-code route, or "*384*" prefix route
@@ -214,14 +126,14 @@ class Route(_Strict):
         return self
 
 
-class SubscribersConfig(_Strict):
+class SubscribersConfig(StrictSection):
     auto_provision: bool = True
     initial_balance_kop: int = Field(default=10000, ge=0)
     default_tariff: str = "basic"
     default_lang: Literal["ru", "en"] = "ru"
 
 
-class PasswordsConfig(_Strict):
+class PasswordsConfig(StrictSection):
     otp_ttl_s: int = Field(default=172800, gt=0)
     max_failures: int = Field(default=3, ge=1)
     issue_limit_count: int = Field(default=5, ge=1)
@@ -245,47 +157,7 @@ class PasswordsConfig(_Strict):
         return v
 
 
-class ShortNumber(_Strict):
-    handler: Literal["password", "info", "echo"]
-
-
-class SmsConfig(_Strict):
-    short_numbers: dict[str, ShortNumber] = Field(
-        default_factory=lambda: {
-            "3339": ShortNumber(handler="password"),
-            "0890": ShortNumber(handler="info"),
-        }
-    )
-    inbox_max_messages: int = Field(default=1000, ge=1)
-    max_text_chars: int = Field(default=1600, ge=1)
-    texts: dict[str, dict[str, str]] = Field(
-        default_factory=lambda: {
-            "password": {
-                # One UCS-2 segment (70 characters) with the code in it.
-                "ru": "Пароль для входа: {code}. Действует 48 ч. Никому не сообщайте.",
-                "en": "Your self-service password: {code}. Valid for 48 h. Do not share it.",
-            },
-            "password_rate_limited": {
-                "ru": "Слишком много запросов пароля. Повторите через {minutes} мин.",
-                "en": "Too many password requests. Try again in {minutes} min.",
-            },
-            "help": {
-                "ru": "Чтобы получить пароль, отправьте слово Пароль на номер 3339.",
-                "en": "To get a password, text Password to 3339.",
-            },
-            "info": {
-                "ru": "Справочная служба: баланс *100#, меню *111#, пароль *111*25#.",
-                "en": "Help desk: balance *100#, menu *111#, password *111*25#.",
-            },
-            "blocked": {
-                "ru": "Номер заблокирован. Отправка SMS недоступна.",
-                "en": "The number is blocked. Sending SMS is not available.",
-            },
-        }
-    )
-
-
-class OffersConfig(_Strict):
+class OffersConfig(StrictSection):
     # A catalogue YAML (tariffs, options, rewards, point rates, call detail); empty means the
     # catalogue shipped inside the package.
     catalogue: str | None = None
@@ -295,7 +167,7 @@ class OffersConfig(_Strict):
     sender: str = "0890"
 
 
-class MoneyConfig(_Strict):
+class MoneyConfig(StrictSection):
     """Transfers, promised payments and number groups (ledger.money.MoneySettings)."""
 
     transfer_min_kop: int = Field(default=100, ge=1)
@@ -321,12 +193,12 @@ class MoneyConfig(_Strict):
         return MoneySettings(**self.model_dump())
 
 
-class MenusConfig(_Strict):
+class MenusConfig(StrictSection):
     # Empty means the default operator profile shipped inside the package.
     paths: list[str] = Field(default_factory=list)
 
 
-class Config(_Strict):
+class Config(StrictSection):
     http: HttpConfig = Field(default_factory=HttpConfig)
     smpp: SmppConfig = Field(default_factory=SmppConfig)
     redis: RedisConfig = Field(default_factory=RedisConfig)

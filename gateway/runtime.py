@@ -146,22 +146,11 @@ class Runtime:
             problems = fault_problems(config)
             if problems:
                 raise StartupError("faults refused: " + "; ".join(problems))
-            runtime = await cls._wire(config, client, embedded, blocking, worker)
-            runtime.faults = FaultBook(
-                client,
-                url,
-                runtime.events,
-                runtime.metrics,
-                runtime.clock,
-                accounts=[a.system_id for a in config.smpp.accounts],
-                routes=[r.code for r in config.routes],
-            )
-            if worker is None:
+            runtime = await cls._wire(config, client, url, embedded, blocking, worker)
+            if worker is None and runtime.faults is not None:
                 await runtime.faults.apply(config.faults)
             # else: the supervisor applied them once for the whole run; a worker only reads
             runtime.ussd.faults = runtime.faults
-            if runtime.smsc is not None:
-                runtime.smsc.faults = runtime.faults
             return runtime
         except BaseException:
             await client.aclose()
@@ -175,6 +164,7 @@ class Runtime:
         cls,
         config: Config,
         client: aioredis.Redis,
+        url: str,
         embedded: EmbeddedRedis | None,
         blocking: aioredis.Redis,
         worker: int | None = None,
@@ -206,7 +196,9 @@ class Runtime:
         except CatalogueError as e:
             raise StartupError(f"catalogue refused: {e}") from e
         ledger = Ledger(client, settings, money=config.money.settings(), catalogue=catalogue)
-        inbox = ForwardingInbox.from_config(client, config)  # + upstream SMSC if configured
+        inbox = ForwardingInbox.from_config(
+            client, config.smpp, config.sms
+        )  # + upstream SMSC if configured
         await inbox.start()
         metrics = Metrics()
         events = EventLog(client, reader=blocking)
@@ -223,6 +215,15 @@ class Runtime:
             ledger, inbox, config.sms, config.passwords.sender, events, metrics
         )
         passwords.abuse = abuse
+        faults = FaultBook(
+            client,
+            url,
+            events,
+            metrics,
+            clock,
+            accounts=[a.system_id for a in config.smpp.accounts],
+            routes=[r.code for r in config.routes],
+        )
         actions = Actions(ledger, passwords, metrics)
         problems = check_wiring(config, menus, actions)
         if problems:
@@ -237,14 +238,24 @@ class Runtime:
                 max_inbox_messages=config.sms.inbox_max_messages,
                 owner="" if worker is None else f"w{worker}",
             )
-            smsc = Smsc(config, clock, directory, store, events, metrics)
-            smsc.abuse = abuse
+            smsc = Smsc(
+                config.smpp,
+                workers=config.workers,
+                region=config.region,
+                clock=clock,
+                directory=directory,
+                store=store,
+                events=events,
+                metrics=metrics,
+                faults=faults,
+                abuse=abuse,
+            )
             smpp_app = smpp_app_factory(SmppUssdBridge(smsc, config.region), config.ussd)
         apps = AppSet.build(
             config.routes, config.ussd, menus, actions, events, metrics, smpp_app=smpp_app
         )
         ussd = UssdService(config, clock, directory, apps, router, sessions, events, metrics)
-        sms = SmsGateway(config, clock, directory, inbox, passwords, events, metrics)
+        sms = SmsGateway(config.sms, clock, directory, inbox, passwords, events, metrics)
         sms.smpp = smsc
         token = config.admin_token or secrets.token_urlsafe(24)
         runtime = cls(
@@ -264,6 +275,7 @@ class Runtime:
             apps=apps,
             embedded=embedded,
             smsc=smsc,
+            faults=faults,
             blocking_redis=blocking,
         )
         if smsc is not None:

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from gateway.errors import bad_request, not_found
 from ledger.models import Subscriber
 from ledger.numbers import InvalidNumber, normalize_msisdn
 from ledger.service import Ledger
+from shared.errors import bad_request, not_found
 
 
 class SubscriberDirectory:

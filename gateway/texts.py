@@ -1,12 +1,6 @@
-"""Fixed texts of the gateway itself (not of any menu), and safe `{name}` substitution."""
+"""Fixed texts of the gateway itself (not of any menu); `shared.texts` fills and picks them."""
 
 from __future__ import annotations
-
-import re
-from collections.abc import Mapping
-from typing import Any
-
-_FIELD = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 GATEWAY_TEXTS: dict[str, dict[str, str]] = {
     "unknown_code": {
@@ -26,13 +20,3 @@ GATEWAY_TEXTS: dict[str, dict[str, str]] = {
         "en": "Service temporarily unavailable. Try later.",
     },
 }
-
-
-def fill(template: str, values: Mapping[str, Any]) -> str:
-    """Replace `{name}` with values[name]; no attribute access, no format specs, no code."""
-    return _FIELD.sub(lambda m: str(values.get(m.group(1), m.group(0))), template)
-
-
-def pick(texts: Mapping[str, Mapping[str, str]], key: str, lang: str) -> str:
-    by_lang = texts[key]
-    return by_lang.get(lang) or by_lang["ru"]

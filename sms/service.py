@@ -6,19 +6,15 @@ import secrets
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from gateway.actions.registry import PasswordSender
-from gateway.config import Config
-from gateway.errors import ApiError, bad_request, not_found
-from gateway.harness.clock import Clock
-from gateway.harness.events import EventLog
-from gateway.harness.metrics import Metrics
-from gateway.subscribers import SubscriberDirectory
-from gateway.texts import fill, pick
 from ledger.numbers import is_short_number
 from ledger.outcomes import Outcome
+from shared.errors import ApiError, bad_request, not_found
+from shared.texts import fill, pick
+from sms.config import SmsConfig
 from sms.encoding import TextTooLong, plan_sms
 from sms.inbox import Inbox
 from sms.keywords import decide
+from sms.ports import Clock, EventLog, Metrics, PasswordSender, SubscriberDirectory
 
 
 @dataclass(frozen=True)
@@ -44,7 +40,7 @@ class SmppRouting(Protocol):
 class SmsGateway:
     def __init__(
         self,
-        config: Config,
+        sms: SmsConfig,
         clock: Clock,
         directory: SubscriberDirectory,
         inbox: Inbox,
@@ -52,7 +48,7 @@ class SmsGateway:
         events: EventLog,
         metrics: Metrics,
     ) -> None:
-        self._config = config
+        self._sms = sms
         self._clock = clock
         self._directory = directory
         self._inbox = inbox
@@ -74,15 +70,15 @@ class SmsGateway:
         to = self._destination(raw_to)
         if not isinstance(text, str) or not text:
             raise bad_request("empty_text", "text must be a non-empty string")
-        if len(text) > self._config.sms.max_text_chars:
+        if len(text) > self._sms.max_text_chars:
             raise bad_request(
-                "text_too_long", f"text is at most {self._config.sms.max_text_chars} characters"
+                "text_too_long", f"text is at most {self._sms.max_text_chars} characters"
             )
         try:
             plan = plan_sms(text)
         except TextTooLong as e:
             raise bad_request("text_too_long", str(e)) from e
-        short = self._config.sms.short_numbers.get(to) if is_short_number(to) else None
+        short = self._sms.short_numbers.get(to) if is_short_number(to) else None
         smpp_account = None
         if is_short_number(to) and short is None and self.smpp is not None:
             smpp_account = self.smpp.system_id_for_short_number(to)
@@ -122,24 +118,22 @@ class SmsGateway:
                 if result.outcome is Outcome.RATE_LIMITED:
                     minutes = max(1, -(-int(result.values.get("retry_after_s", 60)) // 60))
                     reply = fill(
-                        pick(self._config.sms.texts, "password_rate_limited", lang),
+                        pick(self._sms.texts, "password_rate_limited", lang),
                         {"minutes": minutes},
                     )
                     await self._deliver(sender, to, reply, now)
                 elif result.outcome is not Outcome.OK:
-                    await self._deliver(
-                        sender, to, pick(self._config.sms.texts, "blocked", lang), now
-                    )
+                    await self._deliver(sender, to, pick(self._sms.texts, "blocked", lang), now)
             elif decision.reply_key is not None:
                 if decision.reply_key == "echo":
                     reply = text
                 else:
-                    reply = pick(self._config.sms.texts, decision.reply_key, lang)
+                    reply = pick(self._sms.texts, decision.reply_key, lang)
                 await self._deliver(sender, to, reply, now)
         return Accepted(message_id, plan.segments, str(plan.encoding))
 
     def _support_numbers(self) -> set[str]:
-        return {n for n, s in self._config.sms.short_numbers.items() if s.handler == "info"}
+        return {n for n, s in self._sms.short_numbers.items() if s.handler == "info"}
 
     async def _deliver(self, to: str, sender: str, text: str, now: float) -> None:
         message = await self._inbox.deliver(to, sender, text, now)

@@ -14,10 +14,10 @@ from typing import Final
 from gateway.config import Config, resolve_path
 from gateway.harness.events import EventLog
 from gateway.harness.metrics import Metrics
-from gateway.texts import fill, pick
 from ledger.catalogue import Catalogue, default_catalogue, load_catalogue
 from ledger.documents import DetailOrder
 from ledger.service import Ledger
+from shared.texts import fill, pick
 from sms.inbox import Inbox
 
 log = logging.getLogger("ussdsim.detail")

@@ -12,12 +12,12 @@ from typing import Any
 from gateway.actions.money import money_actions
 from gateway.actions.offers import offer_actions
 from gateway.actions.types import ActionContext, ActionFn
-from gateway.config import SmsConfig
 from gateway.harness.events import EventLog
 from gateway.harness.metrics import Metrics
-from gateway.texts import fill, pick
 from ledger.outcomes import Outcome, Result
 from ledger.service import Ledger
+from shared.texts import fill, pick
+from sms.config import SmsConfig
 from sms.inbox import Inbox
 
 

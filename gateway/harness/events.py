@@ -33,6 +33,9 @@ class EventLog:
     ) -> None:
         self._redis = redis
         self._maxlen = maxlen
+        # A store call that writes its events itself, in its own round trip, needs these.
+        self.key = EVENTS_KEY
+        self.maxlen = maxlen
         # Blocking reads wait longer than the main client's socket timeout: their own client.
         self._reader = reader or redis
 

@@ -36,6 +36,7 @@ from gateway.harness.clock import Clock
 from gateway.harness.events import EventLog
 from gateway.harness.metrics import Metrics
 from ledger.store_client import open_store
+from sms.smpp.receipts import RECEIPT_ERRORS
 from sms.smpp.throttle import TokenBucket
 
 log = logging.getLogger("ussdsim.faults")
@@ -44,13 +45,6 @@ FAULTS_KEY = "faults"
 FAULTS_VERSION_KEY = "faults:version"
 GLOBAL = "global"
 REFRESH_S = 0.5
-# The receipt `err:` field that goes with each final state (000: no error).
-RECEIPT_ERRORS: dict[str, str] = {
-    "DELIVRD": "000",
-    "UNDELIV": "001",
-    "EXPIRED": "002",
-    "REJECTD": "003",
-}
 
 
 class _Strict(BaseModel):

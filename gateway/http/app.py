@@ -16,11 +16,11 @@ import redis.exceptions
 from aiohttp import web
 
 from gateway.abuse import CLIENT_ADDRESS
-from gateway.errors import ApiError, bad_request
 from gateway.http import web as phone_pages
 from gateway.http.endpoint import RUNTIME, Endpoint, Handler, json_response
 from gateway.http.routes import ENDPOINTS
 from gateway.runtime import Runtime
+from shared.errors import ApiError, bad_request
 
 log = logging.getLogger("ussdsim.http")
 

@@ -11,8 +11,8 @@ from typing import Any, TypeVar
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from gateway.errors import ApiError, bad_request
 from gateway.runtime import Runtime
+from shared.errors import ApiError, bad_request
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 M = TypeVar("M", bound=BaseModel)

@@ -12,12 +12,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
-from gateway.errors import ApiError, bad_request, not_found
 from ledger.catalogue import POINT_CHANNELS
 from ledger.common import LedgerValueError
 from ledger.documents import RenderError, render
 from ledger.outcomes import Outcome
 from ledger.service import Ledger
+from shared.errors import ApiError, bad_request, not_found
 
 Channel = Literal[POINT_CHANNELS]  # type: ignore[valid-type]
 

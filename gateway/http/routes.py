@@ -13,7 +13,6 @@ from typing import Any
 from aiohttp import web
 
 from gateway.abuse import rate_limited
-from gateway.errors import ApiError, bad_request, not_found
 from gateway.harness.faults import FaultBook, FaultError, Persona
 from gateway.http import models, offers, transfers
 from gateway.http.endpoint import (
@@ -32,6 +31,7 @@ from ledger.documents import CONTENT_TYPES as DOCUMENT_CONTENT_TYPES
 from ledger.models import Subscriber, iso_utc
 from ledger.money import effective_group
 from ledger.outcomes import Outcome
+from shared.errors import ApiError, bad_request, not_found
 
 log = logging.getLogger("ussdsim.http")
 

@@ -12,11 +12,11 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
-from gateway.errors import ApiError, bad_request, not_found
 from ledger.common import MAX_AMOUNT, LedgerValueError
 from ledger.numbers import is_e164
 from ledger.outcomes import Outcome, Result
 from ledger.service import Ledger
+from shared.errors import ApiError, bad_request, not_found
 
 # A refusal the subscriber's state explains: the request was fine, the books say no.
 _REFUSED = {

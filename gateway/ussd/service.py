@@ -14,18 +14,19 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.config import Config
-from gateway.errors import ApiError, bad_request, not_found
 from gateway.harness.clock import Clock
 from gateway.harness.events import EventLog
 from gateway.harness.faults import GLOBAL, FaultBook
 from gateway.harness.metrics import Metrics
 from gateway.subscribers import SubscriberDirectory
-from gateway.texts import GATEWAY_TEXTS, pick
+from gateway.texts import GATEWAY_TEXTS
 from gateway.ussd.apps import AppContext, AppFailure, AppReply, AppSet, UssdApp
 from gateway.ussd.mmi import Malformed, SupplementaryService, Ussd, parse
 from gateway.ussd.routing import Router, RouteTarget
 from gateway.ussd.sessions import ClaimStatus, SessionStore, UssdSession, new_session_id
 from ledger.models import Subscriber
+from shared.errors import ApiError, bad_request, not_found
+from shared.texts import pick
 from sms.encoding import ussd_measure
 
 log = logging.getLogger("ussdsim.ussd")

@@ -12,18 +12,14 @@ import contextlib
 import itertools
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import redis.exceptions
 
-from gateway.harness.clock import Clock
+from sms.ports import AbuseLimits, Clock
 from sms.smpp.accounts import AccountBook
 from sms.smpp.bind_leases import RENEW_EVERY_S, BindLeases
 from sms.smpp.constants import Status
 from sms.smpp.server import Connection, SmscServer
-
-if TYPE_CHECKING:
-    from gateway.abuse import AbuseLimits
 
 
 @dataclass
@@ -44,13 +40,14 @@ class BindGate:
         leases: BindLeases,
         clock: Clock,
         lease_prefix: str,
+        abuse: AbuseLimits | None = None,
     ) -> None:
         self._accounts = accounts
         self._server = server
         self.leases = leases
         self._clock = clock
         self._prefix = lease_prefix
-        self.abuse: AbuseLimits | None = None  # failed-bind limits, when the runtime has them
+        self.abuse = abuse  # failed-bind limits, when the runtime has them
         self._claims: dict[Connection, _Claim] = {}
         self._lease_ids = itertools.count(1)
         self._renewer: asyncio.Task[None] | None = None

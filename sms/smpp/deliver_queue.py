@@ -19,9 +19,8 @@ from typing import Any
 
 import redis.exceptions
 
-from gateway.config import Config
-from gateway.harness.clock import Clock
-from gateway.harness.events import EventLog
+from sms.config import SmppConfig
+from sms.ports import Clock, EventLog
 from sms.smpp.accounts import Account, AccountBook
 from sms.smpp.constants import Status
 from sms.smpp.pdu import Pdu
@@ -37,20 +36,22 @@ IDLE_POLL_S = 0.5
 class DeliverQueue:
     def __init__(
         self,
-        config: Config,
+        smpp: SmppConfig,
         accounts: AccountBook,
         server: SmscServer,
         store: SmppStore,
         clock: Clock,
         events: EventLog,
+        *,
+        shared: bool,
     ) -> None:
-        self._config = config
+        self._smpp = smpp
         self._accounts = accounts
         self._server = server
         self._store = store
         self._clock = clock
         self._events = events
-        self._shared = config.workers > 1
+        self._shared = shared  # sibling worker processes serve the same accounts
         self._deliverers: dict[str, asyncio.Task[None]] = {}
         self._kicks: dict[str, asyncio.Event] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -59,7 +60,7 @@ class DeliverQueue:
         self._listener: asyncio.Task[None] | None = None
 
     def _system_ids(self) -> list[str]:
-        return [a.system_id for a in self._config.smpp.accounts]
+        return [a.system_id for a in self._smpp.accounts]
 
     async def start(self) -> None:
         for system_id in self._system_ids():
@@ -240,7 +241,7 @@ class DeliverQueue:
     ) -> None:
         attempts = int(item.get("attempts", 0)) + 1
         item["attempts"] = attempts
-        if attempts >= self._config.smpp.mo_max_attempts:
+        if attempts >= self._smpp.mo_max_attempts:
             await self._store.ack(account.system_id, raw)
             await self._events.emit(
                 f"smpp.{item['kind']}_failed",
@@ -252,6 +253,6 @@ class DeliverQueue:
             )
             return
         # Backoff doubles per attempt; the item stays in flight meanwhile, so a crash keeps it.
-        await asyncio.sleep(self._config.smpp.mo_retry_base_s * 2 ** (attempts - 1))
+        await asyncio.sleep(self._smpp.mo_retry_base_s * 2 ** (attempts - 1))
         await self._store.requeue(account.system_id, raw, item)
         self.kick(account.system_id)

@@ -8,7 +8,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from gateway.config import Config
+from sms.config import SmppConfig, SmsConfig
 from sms.inbox import Inbox, Message
 from sms.smpp.esme import UpstreamForwarder
 from sms.smpp.submit_rules import address_of
@@ -25,11 +25,11 @@ class ForwardingInbox(Inbox):
         self.upstream = upstream
 
     @classmethod
-    def from_config(cls, redis: aioredis.Redis, config: Config) -> Inbox:
+    def from_config(cls, redis: aioredis.Redis, smpp: SmppConfig, sms: SmsConfig) -> Inbox:
         """A plain Inbox, or a forwarding one when an upstream SMSC is configured."""
-        up = config.smpp.upstream
+        up = smpp.upstream
         if up is None:
-            return Inbox(redis, max_messages=config.sms.inbox_max_messages)
+            return Inbox(redis, max_messages=sms.inbox_max_messages)
         host, _, port = up.address.rpartition(":")
         forwarder = UpstreamForwarder(
             host,
@@ -39,7 +39,7 @@ class ForwardingInbox(Inbox):
             system_type=up.system_type,
             enquire_interval_s=up.enquire_interval_s,
         )
-        return cls(redis, forwarder, max_messages=config.sms.inbox_max_messages)
+        return cls(redis, forwarder, max_messages=sms.inbox_max_messages)
 
     async def deliver(self, to: str, sender: str, text: str, now: float) -> Message:
         message = await super().deliver(to, sender, text, now)

@@ -19,20 +19,16 @@ from typing import Any
 
 import redis.exceptions
 
-from gateway.config import Config
-from gateway.errors import ApiError
-from gateway.harness.clock import Clock
-from gateway.harness.events import EVENTS_KEY, EVENTS_MAXLEN, EventLog
-from gateway.harness.faults import RECEIPT_ERRORS, ActiveFault
-from gateway.harness.metrics import Metrics
-from gateway.subscribers import SubscriberDirectory
+from shared.errors import ApiError
+from sms.config import SmppConfig
 from sms.encoding import plan_sms
+from sms.ports import ActiveFault, Clock, EventLog, Metrics, SubscriberDirectory
 from sms.smpp.accounts import Account
 from sms.smpp.constants import MessageState, Status
 from sms.smpp.deliver_queue import DeliverQueue
 from sms.smpp.pdu import Pdu, make_pdu
 from sms.smpp.queue_items import receipt_item
-from sms.smpp.receipts import STATES
+from sms.smpp.receipts import RECEIPT_ERRORS, STATES
 from sms.smpp.store import (
     Delivery,
     EventSink,
@@ -98,7 +94,7 @@ class _Budget:
 class MtFlow:
     def __init__(
         self,
-        config: Config,
+        smpp: SmppConfig,
         clock: Clock,
         directory: SubscriberDirectory,
         store: SmppStore,
@@ -106,6 +102,9 @@ class MtFlow:
         metrics: Metrics,
         queue: DeliverQueue,
         new_message_id: Callable[[], str],
+        *,
+        region: str,
+        shared: bool,
     ) -> None:
         self._clock = clock
         self._directory = directory
@@ -114,13 +113,11 @@ class MtFlow:
         self._metrics = metrics
         self._queue = queue
         self._new_message_id = new_message_id
-        self._region = config.region
-        self._shared = config.workers > 1
+        self._region = region  # how a national destination_addr is read
+        self._shared = shared  # max_tps is counted over all workers
         self.ussd_handler: UssdHandler | None = None
         self._buckets = {
-            a.system_id: TokenBucket(a.max_tps, a.max_tps)
-            for a in config.smpp.accounts
-            if a.max_tps
+            a.system_id: TokenBucket(a.max_tps, a.max_tps) for a in smpp.accounts if a.max_tps
         }
         self._known: set[str] = set()
         self._sms_counters: dict[tuple[str, str], tuple[Any, Any]] = {}
@@ -248,7 +245,9 @@ class MtFlow:
         if fault is not None and fault.persona.receipts is not None:
             deliveries = [self._mixed_receipt(account, d, now, fault) for d in deliveries]
         # The sms.mt events go to the event log inside the same Redis call as the messages.
-        await self._store.accept(deliveries, EventSink(EVENTS_KEY, EVENTS_MAXLEN, repr(now)))
+        await self._store.accept(
+            deliveries, EventSink(self._events.key, self._events.maxlen, repr(now))
+        )
         for p in ready:
             pdu = requests[p.index]
             responses[p.index] = Pdu(

@@ -22,6 +22,13 @@ STATES: dict[str, MessageState] = {
     "UNKNOWN": MessageState.UNKNOWN,
     "REJECTD": MessageState.REJECTED,
 }
+# The receipt `err:` field that goes with each final state (000: no error).
+RECEIPT_ERRORS: dict[str, str] = {
+    "DELIVRD": "000",
+    "UNDELIV": "001",
+    "EXPIRED": "002",
+    "REJECTD": "003",
+}
 
 _DATE = "%y%m%d%H%M"
 _PATTERN = re.compile(

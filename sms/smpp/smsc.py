@@ -6,7 +6,8 @@
 - `sms.smpp.deliver_queue`: MO SMS, receipts and their retries out as deliver_sm;
 - USSD submit_sm go to `ussd_handler` (`sms.smpp.ussd_bridge` sets it).
 
-This module only wires them and applies the account's fault persona to a batch.
+This module only wires them and applies the account's fault persona to a batch. Everything it
+needs from outside `sms/` comes in through the constructor, typed by `sms.ports`.
 """
 
 from __future__ import annotations
@@ -16,14 +17,18 @@ import itertools
 import secrets
 import time
 import weakref
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
-from gateway.config import Config, SmppAccount
-from gateway.harness.clock import Clock
-from gateway.harness.events import EventLog
-from gateway.harness.faults import ActiveFault, FaultBook
-from gateway.harness.metrics import Metrics
-from gateway.subscribers import SubscriberDirectory
+from sms.config import SmppAccount, SmppConfig
+from sms.ports import (
+    AbuseLimits,
+    ActiveFault,
+    Clock,
+    EventLog,
+    FaultBook,
+    Metrics,
+    SubscriberDirectory,
+)
 from sms.smpp.accounts import Account, AccountBook
 from sms.smpp.bind_leases import BindLeases
 from sms.smpp.binds import BindGate
@@ -33,9 +38,6 @@ from sms.smpp.mt import MtFlow, UssdHandler
 from sms.smpp.pdu import Pdu
 from sms.smpp.server import Connection, ServerSettings, SmscServer
 from sms.smpp.store import SmppStore
-
-if TYPE_CHECKING:
-    from gateway.abuse import AbuseLimits
 
 
 def account_from_config(a: SmppAccount) -> Account:
@@ -65,16 +67,28 @@ class SmscCompanion(Protocol):
 
 
 class Smsc:
+    """The SMSC of one server process.
+
+    `workers`: the server processes sharing the port and the store (`serve --workers N`);
+    `region`: how national numbers are read; `faults` and `abuse`: fault personas and the
+    failed-bind brake, when the server runs them. Two hooks are filled in by the USSD bridge
+    (`sms.smpp.ussd_bridge`), which is built on this object: `ussd_handler` and `companions`.
+    """
+
     def __init__(
         self,
-        config: Config,
+        smpp: SmppConfig,
+        *,
+        workers: int,
+        region: str,
         clock: Clock,
         directory: SubscriberDirectory,
         store: SmppStore,
         events: EventLog,
         metrics: Metrics,
+        faults: FaultBook | None = None,
+        abuse: AbuseLimits | None = None,
     ) -> None:
-        smpp = config.smpp
         host, port = smpp.host_port
         self.settings = ServerSettings(
             host=host,
@@ -83,32 +97,43 @@ class Smsc:
             enquire_interval_s=smpp.enquire_interval_s,
             max_pdu_length=smpp.max_pdu_length,
             response_timeout_s=smpp.response_timeout_s,
-            reuse_port=config.workers > 1,
+            reuse_port=workers > 1,
             bind_timeout_s=smpp.bind_timeout_s,
             max_connections_per_ip=smpp.max_connections_per_ip,
         )
         self.accounts = AccountBook(account_from_config(a) for a in smpp.accounts)
         self.server = SmscServer(self.settings, self)
         self.store = store
-        self._config = config
+        self._smpp = smpp
         self._metrics = metrics
         self._prefix = secrets.token_hex(4)
         self._ids = itertools.count(1)
         self._counters: dict[tuple[str, str, int], Any] = {}
         # Under `serve --workers N`: MO and receipts may be taken by a sibling process.
-        self._shared = config.workers > 1
+        self._shared = workers > 1
         self.companions: list[SmscCompanion] = []
-        self.faults: FaultBook | None = None  # fault personas, when the runtime has them
+        self.faults = faults
         self._bind_messages: weakref.WeakKeyDictionary[Connection, int] = (
             weakref.WeakKeyDictionary()
         )
-        self.queue = DeliverQueue(config, self.accounts, self.server, store, clock, events)
+        self.queue = DeliverQueue(
+            smpp, self.accounts, self.server, store, clock, events, shared=self._shared
+        )
         self.mt = MtFlow(
-            config, clock, directory, store, events, metrics, self.queue, self.new_message_id
+            smpp,
+            clock,
+            directory,
+            store,
+            events,
+            metrics,
+            self.queue,
+            self.new_message_id,
+            region=region,
+            shared=self._shared,
         )
         # max_binds is counted in Redis across all workers; a lease per bound connection
         self.binds = BindGate(
-            self.accounts, self.server, BindLeases(store.redis), clock, self._prefix
+            self.accounts, self.server, BindLeases(store.redis), clock, self._prefix, abuse
         )
 
     @property
@@ -119,19 +144,11 @@ class Smsc:
     def ussd_handler(self, handler: UssdHandler | None) -> None:
         self.mt.ussd_handler = handler
 
-    @property
-    def abuse(self) -> AbuseLimits | None:
-        return self.binds.abuse
-
-    @abuse.setter
-    def abuse(self, limits: AbuseLimits | None) -> None:
-        self.binds.abuse = limits
-
     # --- lifecycle ------------------------------------------------------------------------
     async def start(self) -> tuple[str, int]:
         await self.queue.start()
         address = await self.server.start()
-        self.binds.start(counts_binds=any(a.max_binds for a in self._config.smpp.accounts))
+        self.binds.start(counts_binds=any(a.max_binds for a in self._smpp.accounts))
         for companion in self.companions:
             await companion.start()
         return address

@@ -10,12 +10,11 @@ from typing import Any
 
 import pytest
 
-from gateway.harness.faults import RECEIPT_ERRORS
 from ledger.embedded import EmbeddedRedis
 from sms.smpp.codec import encode
 from sms.smpp.constants import Status
 from sms.smpp.pdu import Pdu, make_pdu
-from sms.smpp.receipts import STATES, parse_receipt_text
+from sms.smpp.receipts import RECEIPT_ERRORS, STATES, parse_receipt_text
 from tests.integration.smpp_support import RawClient, Smsc, start_smsc
 
 SUB = "79161234567"

@@ -1,8 +1,8 @@
 """The rooms' import rules, read from the source: what may import what, and no cycles.
 
 A rule broken here is a design change, not a test to loosen: the cores (`menus/`, `ledger/`) stay
-usable without the edges, and `sms/` reaches the USSD layer only through the callbacks it is
-handed.
+usable without the edges, `sms/` stands without `gateway/` (what it needs is handed in, typed by
+`sms.ports`), and `shared/`, the floor under both, stands on nothing of ours.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("gateway", "menus", "sms", "ledger")
+PACKAGES = ("gateway", "menus", "sms", "shared", "ledger")
 
 
 def _module_name(path: Path) -> str:
@@ -36,9 +36,10 @@ def _is_type_checking(test: ast.expr) -> bool:
     )
 
 
-def _imported(node: ast.AST, known: dict[str, Path]) -> Iterator[str]:
-    """Project modules `node` imports at run time (imports only a type checker sees are not)."""
-    if isinstance(node, ast.If) and _is_type_checking(node.test):
+def _imported(node: ast.AST, known: dict[str, Path], typing_too: bool = False) -> Iterator[str]:
+    """Project modules `node` imports at run time, and with `typing_too` also those only a type
+    checker sees (under `if TYPE_CHECKING:`)."""
+    if isinstance(node, ast.If) and _is_type_checking(node.test) and not typing_too:
         for branch in node.orelse:
             yield from _imported(branch, known)
         return
@@ -50,20 +51,21 @@ def _imported(node: ast.AST, known: dict[str, Path]) -> Iterator[str]:
         submodules = (f"{node.module}.{a.name}" for a in node.names)
         yield from (name for name in submodules if name in known)
     for child in ast.iter_child_nodes(node):
-        yield from _imported(child, known)
+        yield from _imported(child, known, typing_too)
 
 
 @cache
-def _graph() -> dict[str, frozenset[str]]:
+def _graph(typing_too: bool = False) -> dict[str, frozenset[str]]:
     known = _modules()
     return {
-        name: frozenset(_imported(ast.parse(path.read_text(encoding="utf-8")), known)) - {name}
+        name: frozenset(_imported(ast.parse(path.read_text(encoding="utf-8")), known, typing_too))
+        - {name}
         for name, path in known.items()
     }
 
 
-def _edges() -> list[tuple[str, str]]:
-    return [(src, dst) for src, deps in sorted(_graph().items()) for dst in sorted(deps)]
+def _edges(typing_too: bool = False) -> list[tuple[str, str]]:
+    return [(src, dst) for src, deps in sorted(_graph(typing_too).items()) for dst in sorted(deps)]
 
 
 def _in(module: str, *rooms: str) -> bool:
@@ -115,6 +117,23 @@ def test_sms_never_reaches_into_the_http_or_ussd_rooms() -> None:
     assert [
         (s, d) for s, d in _edges() if _in(s, "sms") and _in(d, "gateway.http", "gateway.ussd")
     ] == []
+
+
+def test_sms_imports_nothing_from_the_gateway_not_even_for_types() -> None:
+    # The clock, events, metrics, faults, the directory and the abuse limits reach sms/ through
+    # its constructors, typed by sms.ports; its config sections are its own (sms.config).
+    assert [(s, d) for s, d in _edges(typing_too=True) if _in(s, "sms") and _in(d, "gateway")] == []
+
+
+def test_the_shared_floor_stands_on_nothing_of_ours() -> None:
+    outside = [(s, d) for s, d in _edges(typing_too=True) if _in(s, "shared")]
+    assert [(s, d) for s, d in outside if not _in(d, "shared")] == []
+
+
+def test_the_graph_sees_imports_made_for_types_only_when_asked() -> None:
+    # The rules that count them would pass on a reader that skipped them.
+    assert "gateway.http.endpoint" in _graph(typing_too=True)["gateway.http.openapi"]
+    assert "gateway.http.endpoint" not in _graph()["gateway.http.openapi"]
 
 
 @pytest.mark.parametrize(

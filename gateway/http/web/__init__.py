@@ -9,7 +9,7 @@ from importlib import resources
 
 from aiohttp import web
 
-from gateway.errors import not_found
+from shared.errors import not_found
 
 INDEX = "index.html"
 # Only these files are served: nothing else in the package can be read through /static/.

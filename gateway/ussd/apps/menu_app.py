@@ -6,13 +6,13 @@ from typing import Any
 
 from gateway.actions.registry import Actions
 from gateway.actions.types import ActionContext
-from gateway.errors import ApiError
 from gateway.harness.events import EventLog
 from gateway.ussd.apps.base import AppContext, AppReply
 from gateway.ussd.mmi import Ussd
 from menus import engine
 from menus.loader import MenuSet
 from menus.schema import Menu
+from shared.errors import ApiError
 
 # A menu that keeps asking for actions without ever showing a screen is a broken menu, not a loop
 # to follow forever.
