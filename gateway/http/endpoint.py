@@ -1,4 +1,5 @@
-"""What every HTTP handler shares: the endpoint record, the runtime key, body and query readers."""
+"""What every HTTP handler shares: the endpoint record, the runtime key, body and query readers,
+and `handles`, the one shape a handler starts from (the path's number, then the body)."""
 
 from __future__ import annotations
 
@@ -6,13 +7,13 @@ import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from gateway.runtime import Runtime
-from shared.errors import ApiError, bad_request
+from shared.errors import ApiError, bad_request, not_found
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 M = TypeVar("M", bound=BaseModel)
@@ -83,3 +84,60 @@ def query_number(request: web.Request, name: str, default: float, lo: float, hi:
     if not lo <= value <= hi:
         raise bad_request("invalid_query", f"{name} must be between {lo:g} and {hi:g}")
     return value
+
+
+class NoBody(BaseModel):
+    """What an endpoint that takes no body reads: nothing."""
+
+
+@dataclass(frozen=True)
+class Call(Generic[M]):
+    """A request as a handler written with `handles` receives it."""
+
+    request: web.Request
+    runtime: Runtime
+    msisdn: str  # the path's {msisdn}, normalized; "" when the path names no subscriber
+    body: M
+
+    async def now(self) -> float:
+        return await self.runtime.clock.now()
+
+
+PathNumber = Literal["given", "known"]
+
+
+class Handles(Generic[M]):
+    """A handler as `fn(call)`. What every endpoint does first is done here, in one order: the
+    path's number (400 when it is not one; with `known`, 404 when nobody has it), then the body
+    checked against `body` (400, 408), before `fn` sees the request."""
+
+    def __init__(
+        self,
+        fn: Callable[[Call[M]], Awaitable[web.StreamResponse]],
+        body: type[M],
+        msisdn: PathNumber | None,
+    ) -> None:
+        self.fn = fn
+        self.body = body
+        self.msisdn = msisdn
+
+    async def __call__(self, request: web.Request) -> web.StreamResponse:
+        runtime = rt(request)
+        msisdn = ""
+        if self.msisdn is not None:
+            msisdn = runtime.directory.normalize(request.match_info["msisdn"])
+            if self.msisdn == "known" and await runtime.ledger.get(msisdn) is None:
+                raise not_found("unknown_subscriber", f"{msisdn} is not a subscriber")
+        body = self.body() if self.body is NoBody else await read_body(request, self.body)
+        return await self.fn(Call(request, runtime, msisdn, body))
+
+
+def handles(
+    body: type[M], *, msisdn: PathNumber | None = None
+) -> Callable[[Callable[[Call[M]], Awaitable[web.StreamResponse]]], Handles[M]]:
+    """`@handles(models.PaymentRequest, msisdn="known")` over `async def payment(call)`."""
+
+    def wrap(fn: Callable[[Call[M]], Awaitable[web.StreamResponse]]) -> Handles[M]:
+        return Handles(fn, body, msisdn)
+
+    return wrap
