@@ -7,8 +7,11 @@
   implementations; the declarations are `menus/action_specs/`).
 - `harness/`: what test harnesses drive: the clock, fault personas, the event log, metrics and
   scenario files.
-- At the top: one server process and its wiring (`cli`, `config`, `runtime`, `server`,
-  `workers`) and what every edge shares (`errors`, `abuse`, `subscribers`, `texts`, `terminal`).
+- At the top: one server process and its wiring (`cli`, `config`, which composes the sections
+  with `sms.config`'s, `runtime`, `server`, `workers`) and what the edges share (`abuse`,
+  `subscribers`, `texts`, `terminal`).
 
-Business rules live in `menus/` and `ledger/`, not here; SMS and the SMSC live in `sms/`.
+Business rules live in `menus/` and `ledger/`, not here; SMS and the SMSC live in `sms/`, which
+imports nothing from here: `runtime` hands it the clock, events, metrics, faults, the directory
+and the abuse limits (typed by `sms.ports`). API errors and text templates are on `shared/`.
 """

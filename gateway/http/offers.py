@@ -1,6 +1,6 @@
 """What the operator API reads and changes of the offers area: options, points, documents.
 
-The handlers in `gateway.http.routes` stay thin; the shapes of the answers and the refusals
+The handlers (`gateway.http.subscribers`, `gateway.http.money`) stay thin; the shapes of the answers and the refusals
 live here.
 """
 
