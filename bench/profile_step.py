@@ -66,6 +66,7 @@ LAYERS: tuple[tuple[str, str], ...] = (
     ("sms/", "texts: encoding checks (sms/)"),
     ("gsm0338/", "texts: encoding checks (sms/)"),
     ("gateway/", "gateway, other"),
+    ("shared/", "gateway, other"),  # the API errors and text templates the edge uses
     ("aiohttp/", "aiohttp"),
     ("multidict/", "aiohttp"),
     ("yarl/", "aiohttp"),

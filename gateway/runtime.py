@@ -196,9 +196,8 @@ class Runtime:
         except CatalogueError as e:
             raise StartupError(f"catalogue refused: {e}") from e
         ledger = Ledger(client, settings, money=config.money.settings(), catalogue=catalogue)
-        inbox = ForwardingInbox.from_config(
-            client, config.smpp, config.sms
-        )  # + upstream SMSC if configured
+        # + the upstream SMSC, when one is configured
+        inbox = ForwardingInbox.from_config(client, config.smpp, config.sms)
         await inbox.start()
         metrics = Metrics()
         events = EventLog(client, reader=blocking)

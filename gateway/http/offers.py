@@ -1,7 +1,7 @@
 """What the operator API reads and changes of the offers area: options, points, documents.
 
-The handlers (`gateway.http.subscribers`, `gateway.http.money`) stay thin; the shapes of the answers and the refusals
-live here.
+The handlers (`gateway.http.subscribers`, `gateway.http.money`) stay thin; the shapes of the
+answers and the refusals live here.
 """
 
 from __future__ import annotations
