@@ -254,8 +254,7 @@ class Runtime:
             config.routes, config.ussd, menus, actions, events, metrics, smpp_app=smpp_app
         )
         ussd = UssdService(config, clock, directory, apps, router, sessions, events, metrics)
-        sms = SmsGateway(config.sms, clock, directory, inbox, passwords, events, metrics)
-        sms.smpp = smsc
+        sms = SmsGateway(config.sms, clock, directory, inbox, passwords, events, metrics, smpp=smsc)
         token = config.admin_token or secrets.token_urlsafe(24)
         runtime = cls(
             config=config,

@@ -47,6 +47,7 @@ class SmsGateway:
         passwords: PasswordSender,
         events: EventLog,
         metrics: Metrics,
+        smpp: SmppRouting | None = None,
     ) -> None:
         self._sms = sms
         self._clock = clock
@@ -55,7 +56,7 @@ class SmsGateway:
         self._passwords = passwords
         self._events = events
         self._metrics = metrics
-        self.smpp: SmppRouting | None = None  # set by the runtime when the SMSC runs
+        self.smpp = smpp  # the SMSC, when it runs
 
     def _destination(self, raw: object) -> str:
         if not isinstance(raw, str) or not raw.strip():
