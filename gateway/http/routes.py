@@ -3,7 +3,8 @@
 One table serves both the aiohttp router (`gateway.http.app`) and the OpenAPI spec. The handlers
 live by what they serve: `handset` (USSD and SMS as a phone sees them), `subscribers` (the
 operator's view of one subscriber), `money` (payments, transfers, groups, points) and `harness`
-(clock, events, fault personas, health, metrics); each starts from `endpoint.handles`.
+(clock, events, fault personas, health, metrics). The handlers of the first three start from
+`endpoint.handles`: the path's number, then the body, read and checked one way.
 """
 
 from __future__ import annotations
