@@ -1,4 +1,7 @@
-"""Errors the edge answers with: a status, a snake_case code and a human sentence."""
+"""Errors the API answers with: a status, a snake_case code and a human sentence.
+
+Raised by the services behind the edge (USSD, SMS, the subscriber directory) as well as by the
+edge itself; the HTTP middleware turns each into the error body."""
 
 from __future__ import annotations
 

@@ -8,6 +8,8 @@ usable without the edges, `sms/` stands without `gateway/` (what it needs is han
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
@@ -123,6 +125,23 @@ def test_sms_imports_nothing_from_the_gateway_not_even_for_types() -> None:
     # The clock, events, metrics, faults, the directory and the abuse limits reach sms/ through
     # its constructors, typed by sms.ports; its config sections are its own (sms.config).
     assert [(s, d) for s, d in _edges(typing_too=True) if _in(s, "sms") and _in(d, "gateway")] == []
+
+
+def test_every_sms_module_loads_without_the_gateway() -> None:
+    # What the source says, checked where it counts: in a fresh interpreter, importing all of
+    # sms/ brings in no module of gateway/ (nor does anything it imports).
+    sms_modules = sorted(name for name in _modules() if _in(name, "sms"))
+    probe = (
+        "import importlib, sys\n"
+        f"for name in {sms_modules!r}:\n"
+        "    importlib.import_module(name)\n"
+        "print(sorted(m for m in sys.modules if m == 'gateway' or m.startswith('gateway.')))\n"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert len(sms_modules) > 20
+    assert loaded.stdout.strip() == "[]"
 
 
 def test_the_shared_floor_stands_on_nothing_of_ours() -> None:
