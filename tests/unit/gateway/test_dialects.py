@@ -320,3 +320,21 @@ def test_a_route_picks_its_dialect_and_defaults_to_africastalking() -> None:
         "hubtel",
         "declarative",
     ]
+
+
+def test_the_commented_route_examples_in_config_yaml_load() -> None:
+    lines = (FIXTURES.parents[2] / "config.yaml").read_text(encoding="utf-8").splitlines()
+    start = next(n for n, line in enumerate(lines) if line.startswith("routes:"))
+    examples = []
+    for line in lines[start + 1 :]:
+        if not line.startswith("  "):
+            break
+        if line.startswith(("  # - ", "  #   ")):
+            examples.append("  " + line[4:])
+    routes = yaml.safe_load("routes:\n" + "\n".join(examples))["routes"]
+    config = load_config(None, env={}, overrides={("routes",): routes})
+    assert [resolve(r.dialect).name for r in config.routes] == [
+        "africastalking",
+        "hubtel",
+        "declarative",
+    ]
