@@ -12,7 +12,7 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.config import ConfigError, load_config
+from gateway.config import Config, ConfigError, load_config
 from gateway.ussd.dialects import BUILT_IN, DeclarativeSpec, resolve
 from gateway.ussd.dialects.base import Dialect, DialogState, Refusal, Screen, Step
 
@@ -320,6 +320,8 @@ def test_a_route_picks_its_dialect_and_defaults_to_africastalking() -> None:
         "hubtel",
         "declarative",
     ]
+    # worker processes get the configuration as JSON: a declarative dialect survives the trip
+    assert Config.model_validate_json(config.model_dump_json()).routes == config.routes
 
 
 def test_the_commented_route_examples_in_config_yaml_load() -> None:
