@@ -24,6 +24,7 @@ from pydantic import (
 )
 
 from gateway.harness.faults import Persona
+from gateway.ussd.dialects import BUILT_IN, DEFAULT_DIALECT, DeclarativeSpec, known_dialects
 from ledger.money import MoneySettings
 from ledger.store_client import cluster_seed_url
 from shared.settings import StrictSection, split_hostport
@@ -93,8 +94,10 @@ class Route(StrictSection):
 
     code: str  # "*111#" exact service-code route, or "*384*" prefix route
     menu: str | None = None
-    url: str | None = None  # an application speaking the Africa's Talking dialect
-    notify_url: str | None = None  # where that application wants its end-of-session notices
+    url: str | None = None  # an external application over HTTP, speaking `dialect`
+    # a built-in dialect's name (gateway/ussd/dialects/) or a declarative {request, reply}
+    dialect: str | DeclarativeSpec = DEFAULT_DIALECT
+    notify_url: str | None = None  # where an africastalking app wants its end-of-session notices
     timeout_s: float | None = Field(default=None, gt=0)  # overrides ussd.app_timeout_s
     smpp: str | None = None  # the system_id of an SMPP client serving USSD
 
@@ -112,6 +115,26 @@ class Route(StrictSection):
             raise ValueError(f"expected an http:// or https:// URL, got {v!r}")
         return v
 
+    @field_validator("dialect", mode="before")
+    @classmethod
+    def _dialect(cls, v: Any) -> Any:
+        if isinstance(v, str) and v not in BUILT_IN:
+            raise ValueError(
+                f"unknown dialect {v!r}; known: {known_dialects()}, "
+                "or a mapping with request and reply"
+            )
+        if isinstance(v, dict):
+            try:
+                return DeclarativeSpec.model_validate(v)
+            except ValidationError as e:
+                problems = "; ".join(
+                    f"{'.'.join(str(p) for p in err['loc'])}: "
+                    + err["msg"].removeprefix("Value error, ")
+                    for err in e.errors()
+                )
+                raise ValueError(f"declarative dialect: {problems}") from e
+        return v
+
     @model_validator(mode="after")
     def _one_target(self) -> Route:
         targets = [k for k in ("menu", "url", "smpp") if getattr(self, k) is not None]
@@ -121,6 +144,13 @@ class Route(StrictSection):
             )
         if self.notify_url is not None and self.url is None:
             raise ValueError(f"route {self.code}: notify_url goes with url only")
+        if "dialect" in self.model_fields_set and self.url is None:
+            raise ValueError(f"route {self.code}: dialect goes with url only")
+        if self.notify_url is not None and self.dialect != DEFAULT_DIALECT:
+            raise ValueError(
+                f"route {self.code}: notify_url is for the {DEFAULT_DIALECT} dialect; other "
+                "dialects report a session end to the url itself"
+            )
         if self.timeout_s is not None and self.menu is not None:
             raise ValueError(f"route {self.code}: timeout_s is for applications, not menus")
         return self
