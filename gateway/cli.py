@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway import event_loop
-from gateway.config import ConfigError, SmppAccount, development_smpp_account, load_config
+from gateway.config import ConfigError, development_smpp_account, load_config
 from gateway.runtime import StartupError
 from gateway.terminal import event_line, screen_box
 from ussdsim.client import ApiError, Client, ServerUnreachable
@@ -159,33 +159,23 @@ def cmd_serve(args: argparse.Namespace) -> int:
         ("redis", "durability"): args.durability,
         ("workers",): args.workers,
     }
-    dev_account = development_smpp_account()
+    account = development_smpp_account()
     try:
-        config = load_config(path, overrides=overrides, default_smpp_account=dev_account)
-        if dev_account in config.smpp.accounts:
-            _announce_dev_account(dev_account)
+        config = load_config(path, overrides=overrides, default_smpp_account=account)
+        # Printed with the addresses once the server listens, not before: a start that fails
+        # shows no password.
+        dev_account = account if account in config.smpp.accounts else None
         if config.workers > 1:
             from gateway.workers import supervise
 
-            return supervise(config)
-        event_loop.run(serve(config))
+            return supervise(config, dev_account=dev_account)
+        event_loop.run(serve(config, dev_account=dev_account))
     except (ConfigError, StartupError) as e:
         print(f"ussdsim: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         pass
     return 0
-
-
-def _announce_dev_account(account: SmppAccount) -> None:
-    # Printed like the operator token, and for the same reason: a person needs it to bind.
-    chosen = "" if os.environ.get("USSDSIM_SMPP_PASSWORD") else f" password {account.password}"
-    print(
-        f"ussdsim: SMPP development account (no smpp.accounts configured; "
-        f"USSDSIM_SMPP_SYSTEM_ID / USSDSIM_SMPP_PASSWORD choose it): "
-        f"system_id {account.system_id}{chosen}",
-        flush=True,
-    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
