@@ -43,4 +43,3 @@ def event_line(event: dict[str, Any]) -> str:
     details = "  ".join(f"{k}={_short(v)}" for k, v in data.items())
     who = event.get("msisdn") or "-"
     return f"{at}  {who:<13}  {event.get('kind', '?'):<16}  {details}".rstrip()
-

@@ -51,4 +51,3 @@ def test_event_line_is_readable() -> None:
     )
     assert line.startswith("05:00:00  +79161234567")
     assert "ussd.screen" in line and "end=true" in line and "chars=12" in line
-
