@@ -6,12 +6,12 @@ after the sockets are bound, so a start that fails never shows a password that p
 
 from __future__ import annotations
 
-import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from gateway.config import Config, SmppAccount
+from gateway.healthcheck import browser_url
 
 
 @dataclass(frozen=True)
@@ -68,19 +68,6 @@ def banner(
             "chooses one)"
         )
     return lines
-
-
-def browser_url(listen: str) -> str:
-    """Where a browser on this machine opens the web phone: a wildcard address (a container's
-    0.0.0.0) is reached as the loopback address."""
-    host, _, port = listen.rpartition(":")
-    try:
-        wildcard = ipaddress.ip_address(host.strip("[]")).is_unspecified
-    except ValueError:
-        wildcard = False
-    if wildcard:
-        host = "[::1]" if ":" in host else "127.0.0.1"
-    return f"http://{host}:{port}/"
 
 
 def print_banner(lines: list[str]) -> None:
