@@ -24,6 +24,8 @@ from ussdsim import Client
 from ussdsim.pytest_plugin import Subscribers
 from ussdsim.server import Simulator
 
+ROOT = Path(__file__).resolve().parents[2]
+
 
 def test_serve_prints_a_generated_account_that_smpp_send_binds_with() -> None:
     # An empty USSDSIM_SMPP_PASSWORD: the server generates one, as for a new user.
@@ -79,16 +81,12 @@ def test_smpplib_submits_to_the_plugins_server(
 
 
 class Served:
-    """`ussdsim serve` as the image runs it: its ENTRYPOINT and CMD, its environment with free
-    ports, nothing chosen by the user; the output read back as a person sees it."""
+    """`ussdsim serve` with nothing chosen by the user (no token, no SMPP password) and these
+    variables; the output read back as a person sees it."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, variables: dict[str, str]) -> None:
         environment = {k: v for k, v in os.environ.items() if not k.startswith("USSDSIM_")}
-        environment.update(image_environment())
-        assert environment["USSDSIM_HTTP"].startswith("0.0.0.0:")
-        environment.update(
-            USSDSIM_HTTP="0.0.0.0:0", USSDSIM_SMPP="0.0.0.0:0", USSDSIM_DATA=str(folder / "data")
-        )
+        environment.update(variables, USSDSIM_DATA=str(folder / "data"))
         self.environment = environment
         self.log = folder / "serve.log"
         with self.log.open("wb") as out:
@@ -121,7 +119,10 @@ class Served:
 
 @pytest.fixture
 def image_like(tmp_path: Path) -> Iterator[Served]:
-    served = Served(tmp_path)
+    """As the image runs it: its ENTRYPOINT and CMD, its environment with free ports."""
+    image = image_environment()
+    assert image["USSDSIM_HTTP"].startswith("0.0.0.0:")
+    served = Served(tmp_path, {**image, "USSDSIM_HTTP": "0.0.0.0:0", "USSDSIM_SMPP": "0.0.0.0:0"})
     yield served
     served.stop()
 
@@ -172,3 +173,39 @@ def test_the_images_healthcheck_follows_ussdsim_http(image_like: Served) -> None
     assert subprocess.run(check, env=env, timeout=30).returncode == 0
     image_like.stop()
     assert subprocess.run(check, env=env, timeout=30).returncode == 1
+
+
+def readme_tour() -> str:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## A 60-second tour", 1)[1]
+    found = re.search(r"```sh\n(.*?)```", section, re.DOTALL)
+    assert found is not None, "the README's tour is gone"
+    return found.group(1)
+
+
+def test_the_readme_tour_runs_as_pasted_and_logs_in_with_the_newest_code(tmp_path: Path) -> None:
+    served = Served(tmp_path, {"USSDSIM_HTTP": "127.0.0.1:0", "USSDSIM_SMPP": "127.0.0.1:0"})
+    try:
+        port = served.line(r"^ussdsim: HTTP on http://127\.0\.0\.1:(\d+)").group(1)
+        # What a person pastes: the printed token line, then the tour (its port swapped for ours).
+        script = served.line(r"^export TOKEN=.*$").group(0) + "\n" + readme_tour()
+        script = script.replace("localhost:8080", f"localhost:{port}")
+        bin_dir = str(Path(sys.executable).parent)  # `ussdsim` as an activated venv has it
+        env = {
+            **served.environment,
+            "PATH": bin_dir + os.pathsep + os.environ.get("PATH", ""),
+            "USSDSIM_URL": f"http://127.0.0.1:{port}",
+        }
+        tour = subprocess.run(
+            ["bash", "-c", script],
+            env=env,
+            stdin=subprocess.DEVNULL,  # the interactive dial: Ctrl-D at its first screen
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        served.stop()
+    assert tour.returncode == 0, tour.stderr
+    assert tour.stdout.rstrip().endswith('{"msisdn": "+79161234567", "kind": "otp"}'), tour.stdout
+    assert "(session cancelled)" in tour.stdout
