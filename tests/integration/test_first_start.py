@@ -19,12 +19,11 @@ import smpplib.client
 import smpplib.consts
 
 from tests.integration.http_support import fetch, request
+from tests.readme_support import readme_block
 from tests.unit.test_containers import env as image_environment
 from ussdsim import Client
 from ussdsim.pytest_plugin import Subscribers
 from ussdsim.server import Simulator
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_serve_prints_a_generated_account_that_smpp_send_binds_with() -> None:
@@ -175,20 +174,16 @@ def test_the_images_healthcheck_follows_ussdsim_http(image_like: Served) -> None
     assert subprocess.run(check, env=env, timeout=30).returncode == 1
 
 
-def readme_tour() -> str:
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    section = readme.split("## A 60-second tour", 1)[1]
-    found = re.search(r"```sh\n(.*?)```", section, re.DOTALL)
-    assert found is not None, "the README's tour is gone"
-    return found.group(1)
-
-
 def test_the_readme_tour_runs_as_pasted_and_logs_in_with_the_newest_code(tmp_path: Path) -> None:
     served = Served(tmp_path, {"USSDSIM_HTTP": "127.0.0.1:0", "USSDSIM_SMPP": "127.0.0.1:0"})
     try:
         port = served.line(r"^ussdsim: HTTP on http://127\.0\.0\.1:(\d+)").group(1)
         # What a person pastes: the printed token line, then the tour (its port swapped for ours).
-        script = served.line(r"^export TOKEN=.*$").group(0) + "\n" + readme_tour()
+        script = (
+            served.line(r"^export TOKEN=.*$").group(0)
+            + "\n"
+            + readme_block("A 60-second tour", "sh")
+        )
         script = script.replace("localhost:8080", f"localhost:{port}")
         bin_dir = str(Path(sys.executable).parent)  # `ussdsim` as an activated venv has it
         env = {

@@ -9,13 +9,14 @@ it, about 25 s with a warm pip cache).
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 import sys
 import zipfile
 from pathlib import Path
 
 import pytest
+
+from tests.readme_support import readme_block
 
 ROOT = Path(__file__).resolve().parents[2]
 OUR_ROOMS = ("gateway", "sms", "ledger", "menus")
@@ -55,14 +56,6 @@ def test_ussdsim_comes_from_the_installed_wheel() -> None:
 """
 
 
-def readme_plugin_example() -> str:
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    section = readme.split("## In your own test suite", 1)[1]
-    match = re.search(r"```python\n(.*?)```", section, re.DOTALL)
-    assert match is not None, "the README's plugin example is gone"
-    return match.group(1)
-
-
 def run(command: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
     environment = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
     environment.update(env)
@@ -84,7 +77,9 @@ def consumer_project(folder: Path) -> Path:
     )
     (folder / "tests").mkdir()
     (folder / "tests" / "test_own.py").write_text(OWN_TESTS)
-    (folder / "tests" / "test_readme_example.py").write_text(readme_plugin_example())
+    (folder / "tests" / "test_readme_example.py").write_text(
+        readme_block("In your own test suite", "python")
+    )
     return folder
 
 
