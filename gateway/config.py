@@ -8,15 +8,16 @@ them with the rest and reads the layers.
 
 from __future__ import annotations
 
-import ipaddress
+import difflib
 import os
 import secrets
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args, get_origin
 
 import yaml
 from pydantic import (
+    BaseModel,
     Field,
     ValidationError,
     field_validator,
@@ -284,8 +285,33 @@ def _describe(err: ValidationError) -> str:
     lines = []
     for e in err.errors():
         where = ".".join(str(p) for p in e["loc"]) or "(top)"
-        lines.append(f"{where}: {e['msg']}")
+        hint = _closest_key(e["loc"]) if e["type"] == "extra_forbidden" else None
+        lines.append(f"{where}: {e['msg']}" + (f" (did you mean {hint}?)" if hint else ""))
     return "; ".join(lines)
+
+
+def _closest_key(loc: tuple[int | str, ...]) -> str | None:
+    """The known key nearest to a mistyped one (`http.listn` -> `listen`), found by walking the
+    models along the error's location: list indexes and mapping keys step into the item type."""
+    node: Any = Config
+    for part in loc[:-1]:
+        if isinstance(node, type) and issubclass(node, BaseModel):
+            field = node.model_fields.get(str(part))
+            node = _model_in(field.annotation) if field is not None else None
+        elif get_origin(node) in (list, dict):  # `part` is the index or the mapping key
+            node = _model_in(get_args(node)[-1])
+    if not (isinstance(node, type) and issubclass(node, BaseModel)):
+        return None
+    close = difflib.get_close_matches(str(loc[-1]), list(node.model_fields), n=1)
+    return close[0] if close else None
+
+
+def _model_in(annotation: Any) -> Any:
+    """`X | None` is X; containers and models are themselves."""
+    if get_origin(annotation) in (list, dict) or not get_args(annotation):
+        return annotation
+    models = [a for a in get_args(annotation) if isinstance(a, type) and issubclass(a, BaseModel)]
+    return models[0] if len(models) == 1 else None
 
 
 DEV_SMPP_SHORT_NUMBER = "7777"
@@ -303,13 +329,6 @@ def development_smpp_account(env: Mapping[str, str] | None = None) -> SmppAccoun
     )
 
 
-def _loopback(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return host == "localhost"
-
-
 def load_config(
     path: str | os.PathLike[str] | None = None,
     *,
@@ -319,9 +338,8 @@ def load_config(
 ) -> Config:
     """Read the file (if any), then environment variables, then flag overrides; validate once.
 
-    `default_smpp_account` is used when no layer says `smpp.accounts`, and only on a loopback
-    listen address unless its password was chosen (`USSDSIM_SMPP_PASSWORD`): a generated
-    password printed on a terminal is no protection on a reachable port."""
+    `default_smpp_account` is used when no layer says `smpp.accounts` (an empty list turns SMPP
+    off), on any listen address: its password, chosen or generated, is what an ESME must give."""
     doc: dict[str, Any] = {}
     base = Path.cwd()
     if path is not None:
@@ -348,10 +366,7 @@ def load_config(
     if default_smpp_account is not None and (
         smpp_doc is None or (isinstance(smpp_doc, dict) and "accounts" not in smpp_doc)
     ):
-        listen = str((smpp_doc or {}).get("listen", SmppConfig().listen))
-        chosen = bool(environ.get("USSDSIM_SMPP_PASSWORD"))
-        if chosen or _loopback(listen.rpartition(":")[0]):
-            _set(doc, ("smpp", "accounts"), [default_smpp_account.model_dump()])
+        _set(doc, ("smpp", "accounts"), [default_smpp_account.model_dump()])
     try:
         return Config.model_validate(doc)
     except ValidationError as e:

@@ -36,7 +36,8 @@ from types import FrameType
 from redis.exceptions import RedisError
 
 from gateway import event_loop
-from gateway.config import Config, resolve_path
+from gateway.banner import Listening, banner, print_banner
+from gateway.config import Config, SmppAccount, resolve_path
 from gateway.harness.faults import apply_config_personas, config_problems
 from gateway.harness.metrics import MULTIPROC_ENV
 from ledger.embedded import EmbeddedRedis, EmbeddedRedisError
@@ -69,6 +70,7 @@ class WorkerProcess:
 @dataclass
 class Supervisor:
     config: Config
+    dev_account: SmppAccount | None = None  # printed with the addresses when serve added it
     embedded: EmbeddedRedis | None = None
     workers: list[WorkerProcess] = field(default_factory=list)
     _reserved: list[socket.socket] = field(default_factory=list)
@@ -248,25 +250,21 @@ class Supervisor:
 
     def _announce(self, worker_config: Config) -> None:
         pids = ", ".join(str(w.process.pid) for w in self.workers)
-        store = f"{self.embedded.url} (embedded)" if self.embedded else worker_config.redis.url
-        print(
-            f"ussdsim: HTTP on http://{worker_config.http.listen}  store: {store}  "
-            f"clock: {worker_config.clock.mode}  loop: {event_loop.loop_name()}  "
-            f"workers: {len(self.workers)} (pids {pids})",
-            flush=True,
+        listening = Listening(
+            http=worker_config.http.listen,
+            smpp=worker_config.smpp.listen if worker_config.smpp.accounts else None,
+            store=f"{self.embedded.url} (embedded)" if self.embedded else worker_config.redis.url,
+            loop=event_loop.loop_name(),
+            workers=f"workers: {len(self.workers)} (pids {pids})",
         )
-        if worker_config.smpp.accounts:
-            accounts = ", ".join(a.system_id for a in worker_config.smpp.accounts)
-            print(f"ussdsim: SMPP on {worker_config.smpp.listen}  accounts: {accounts}", flush=True)
-        else:
-            print("ussdsim: SMPP off (no smpp.accounts configured)", flush=True)
-        if self.config.admin_token is None:
-            # Printed once for all workers so a person can use the operator API; never logged.
-            print(
-                f"ussdsim: operator token (set USSDSIM_ADMIN_TOKEN to choose one): "
-                f"{worker_config.admin_token}",
-                flush=True,
-            )
+        # Printed once for all workers so a person can use the operator API; never logged.
+        lines = banner(
+            self.config,
+            listening,
+            admin_token=worker_config.admin_token or "",
+            dev_account=self.dev_account,
+        )
+        print_banner(lines)
 
     def _shutdown(self) -> None:
         alive = [w for w in self.workers if w.process.is_alive()]
@@ -333,9 +331,9 @@ def _readable(conn: Connection) -> bool:
         return False
 
 
-def supervise(config: Config) -> int:
+def supervise(config: Config, *, dev_account: SmppAccount | None = None) -> int:
     """Run `config.workers` server processes until SIGTERM/SIGINT; the exit status."""
-    return Supervisor(config).run()
+    return Supervisor(config, dev_account).run()
 
 
 # --- inside a worker --------------------------------------------------------------------------
