@@ -30,6 +30,9 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--smpp", metavar="HOST:PORT")
     s.add_argument("--redis", metavar="URL|embedded")
     s.add_argument("--data", metavar="DIR", help="where the embedded Redis keeps its files")
+    s.add_argument(
+        "--maxmemory", metavar="SIZE", help="the embedded Redis's bound on its data (1GiB)"
+    )
     s.add_argument("--clock", choices=["real", "virtual"])
     s.add_argument(
         "--durability",
@@ -155,6 +158,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         ("smpp", "listen"): args.smpp,
         ("redis", "url"): args.redis,
         ("redis", "data_dir"): args.data,
+        ("redis", "maxmemory"): args.maxmemory,
         ("clock", "mode"): args.clock,
         ("redis", "durability"): args.durability,
         ("workers",): args.workers,

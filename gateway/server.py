@@ -60,7 +60,7 @@ async def serve(
 
 def _announce(runtime: Runtime, bound: tuple[str, int]) -> None:
     config = runtime.config
-    store = f"{runtime.embedded.url} (embedded)" if runtime.embedded else config.redis.url
+    store = f"{runtime.embedded.address} (embedded)" if runtime.embedded else config.redis.url
     print(
         f"ussdsim: HTTP on http://{bound[0]}:{bound[1]}  store: {store}  "
         f"clock: {config.clock.mode}  loop: {event_loop.running_loop_name()}",
