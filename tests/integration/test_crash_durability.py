@@ -70,8 +70,9 @@ def _sync_config_get(runtime: Runtime, name: str) -> dict[str, str]:
         # CONFIG answers only to the name this start gave it.
         config = runtime.embedded.command("CONFIG")
         reply = client.execute_command(config, "GET", name)  # type: ignore[no-untyped-call]
-        pairs = reply.items() if isinstance(reply, dict) else zip(reply[::2], reply[1::2])
-        return {str(k): str(v) for k, v in pairs}
+        if not isinstance(reply, dict):  # RESP2: name, value, name, value ...
+            reply = dict(zip(reply[::2], reply[1::2], strict=True))
+        return {str(k): str(v) for k, v in reply.items()}
     finally:
         client.close()
 
