@@ -32,7 +32,7 @@ from ledger.embedded import (
     renamed_commands,
 )
 from ledger.store_client import open_store
-from tests.integration.http_support import request
+from tests.integration.http_support import healthy_within, request
 from tests.integration.ledger_audit import USSDSIM, ServeProcess, subscriber
 
 OTHER_USER = "nobody"
@@ -331,3 +331,59 @@ def test_the_wheels_binary_is_valkey(tmp_path: Path) -> None:
             while b"\r\n\r\n" not in info and len(info) < 65536:
                 info += s.recv(65536)
         assert b"server_name:valkey" in info
+
+
+# The README's advice for an external server: a user of its own, without the dangerous commands
+# (CONFIG GET stays, for the strict durability check).
+RECOMMENDED_ACL = "ussdsim on >{password} ~* &* +@all -@dangerous +config|get"
+
+
+def test_the_readmes_acl_for_an_external_store_runs_the_whole_product(tmp_path: Path) -> None:
+    password = "acl-test-password"
+    with EmbeddedRedis(
+        tmp_path / "external",
+        fsync="always",
+        unix_socket=False,
+        guard_commands=False,
+        settings=[("user", RECOMMENDED_ACL.format(password=password))],
+    ) as external:
+        port = free_port()
+        server = subprocess.Popen(
+            [
+                *USSDSIM,
+                "serve",
+                "--config",
+                os.devnull,
+                "--redis",
+                f"redis://ussdsim:{password}@127.0.0.1:{external.port}/0",
+                "--durability",
+                "strict",  # reads appendonly and appendfsync through CONFIG GET
+                "--http",
+                f"127.0.0.1:{port}",
+                "--smpp",
+                f"127.0.0.1:{free_port()}",
+            ],
+            env={**os.environ, "USSDSIM_ADMIN_TOKEN": "t"},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            url = f"http://127.0.0.1:{port}"
+            assert healthy_within(url, 60, server), server.stderr
+            status, body = request(
+                f"{url}/v1/ussd", "POST", {"msisdn": "+79161234567", "code": "*111#"}
+            )
+            assert status == 200, body
+            status, body = request(f"{url}/v1/subscribers/+79161234567", token="t")
+            assert status == 200 and body["msisdn"] == "+79161234567", body
+        finally:
+            server.terminate()
+            assert server.wait(timeout=30) == 0
+        # What that user may not do: write files where it likes.
+        with socket.create_connection(("127.0.0.1", external.port), timeout=5) as s:
+            s.sendall(f"AUTH ussdsim {password}\r\nCONFIG SET dir /tmp\r\n".encode())
+            replies = b""
+            while replies.count(b"\r\n") < 2:
+                replies += s.recv(4096)
+        assert replies.startswith(b"+OK\r\n-NOPERM"), replies
