@@ -153,14 +153,19 @@ def secure_data_dir(data_dir: Path) -> None:
             f"the data dir {data_dir} belongs to another user (uid {info.st_uid}), who could "
             "replace the store's files; choose a directory of your own"
         )
-    os.chmod(data_dir, 0o700)
-    for root, dirs, files in os.walk(data_dir):
-        for name in dirs:
-            os.chmod(os.path.join(root, name), 0o700, follow_symlinks=False)
-        for name in files:
-            path = os.path.join(root, name)
-            if not os.path.islink(path):
-                os.chmod(path, 0o600)
+    path = str(data_dir)
+    try:
+        os.chmod(data_dir, 0o700)
+        for root, dirs, files in os.walk(data_dir):
+            for name in dirs:
+                path = os.path.join(root, name)
+                os.chmod(path, 0o700, follow_symlinks=False)
+            for name in files:
+                path = os.path.join(root, name)
+                if not os.path.islink(path):
+                    os.chmod(path, 0o600)
+    except OSError as e:
+        raise EmbeddedRedisError(f"cannot make {path} private: {e.strerror}") from e
 
 
 def _die_with(parent: int) -> Callable[[], None]:
@@ -246,9 +251,10 @@ class EmbeddedRedis:
     per start unless given). `appendonly` keeps state across restarts in `data_dir`; `fsync`
     is "everysec" by default and "always" for the strict durability setting; `maxmemory`
     bounds the data (a write beyond it is refused, nothing is evicted). `guard_commands`
-    renames GUARDED_COMMANDS. The server dies with the process that started it (Linux). A
-    running instance holds `data_dir`'s lock, so a second one there is refused; a start first
-    stops a server that a killed process left on the same `data_dir`.
+    renames GUARDED_COMMANDS: a client reached by a `unix://` URL learns the names beside the
+    socket; over TCP only this object knows them (`command`). The server dies with the process
+    that started it (Linux). A running instance holds `data_dir`'s lock, so a second one there
+    is refused; a start first stops a server that a killed process left on the same `data_dir`.
     """
 
     def __init__(
@@ -273,11 +279,9 @@ class EmbeddedRedis:
         self.fsync = fsync
         self.maxmemory = maxmemory
         self.settings = list(settings)
-        self.renamed: dict[str, str] = (
-            {name: f"{name}-{secrets.token_hex(16)}" for name in GUARDED_COMMANDS}
-            if guard_commands
-            else {}
-        )
+        self.guard_commands = guard_commands
+        # Chosen afresh at each start (see _launch).
+        self.renamed: dict[str, str] = {}
         self.socket_dir: Path | None = None
         self._proc: subprocess.Popen[bytes] | None = None
         self._lock: int | None = None
@@ -380,6 +384,8 @@ class EmbeddedRedis:
         return lines
 
     def _launch(self) -> None:
+        if self.guard_commands:
+            self.renamed = {name: f"{name}-{secrets.token_hex(16)}" for name in GUARDED_COMMANDS}
         self.socket_dir = self._make_socket_dir()
         config_path = self.socket_dir / CONFIG_NAME
         text = "".join(f"{key} {value}\n" for key, value in self._config_lines(self.socket_dir))
