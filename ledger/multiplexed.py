@@ -89,7 +89,8 @@ def needs_own_connection(
     args: Sequence[Any], options: Mapping[str, Any], pooled: frozenset[str] = frozenset()
 ) -> bool:
     first = args[0]
-    word = (first.split(" ", 1)[0] if isinstance(first, str) else str(first)).upper()
+    text = first.decode(errors="replace") if isinstance(first, bytes) else str(first)
+    word = text.split(" ", 1)[0].upper()
     if word in OWN_CONNECTION or word in pooled or word == "CLIENT" or NEVER_DECODE in options:
         return True
     # redis-py spells the option b"BLOCK" in some versions and "BLOCK" in others.

@@ -413,3 +413,29 @@ def test_a_data_dir_of_the_redis_62_store_is_taken_over_and_made_private(tmp_pat
         assert asyncio.run(stored(store.url)) == {"msisdn": "+79161234567"}
     modes = {p.name: stat.S_IMODE(p.lstat().st_mode) for p in data.rglob("*") if p.is_file()}
     assert modes and set(modes.values()) == {0o600}, modes
+
+
+async def test_the_store_client_sends_guarded_commands_under_their_names(
+    redis_server: EmbeddedRedis,
+) -> None:
+    """However a command is spelt (one word or two, text or bytes, alone or in a pipeline),
+    the client that learnt the names beside the socket reaches the renamed command."""
+    client = open_store(redis_server.url)
+    try:
+        assert await client.config_get("maxmemory-policy") == {"maxmemory-policy": "noeviction"}
+        raw = await client.execute_command(b"CONFIG", b"GET", b"maxmemory-policy")  # type: ignore[no-untyped-call]
+        assert "noeviction" in (list(raw.values()) if isinstance(raw, dict) else raw)
+        slept = await client.execute_command("DEBUG", "SLEEP", "0")  # type: ignore[no-untyped-call]
+        assert slept in ("OK", True)
+        pipe = client.pipeline(transaction=False)
+        pipe.set("guarded:probe", "1")
+        pipe.config_get("appendonly")
+        pipe.get("guarded:probe")
+        assert await pipe.execute() == [True, {"appendonly": "no"}, "1"]
+    finally:
+        await client.delete("guarded:probe")
+        await client.aclose()
+    # Sent as it is spelt, without the names, it is refused.
+    assert redis_server.socket_path is not None
+    refused = _raw(redis_server.socket_path, "CONFIG", "GET", "maxmemory-policy")
+    assert refused.startswith(b"-ERR unknown command")
