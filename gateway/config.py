@@ -18,6 +18,7 @@ from typing import Any, Literal, get_args, get_origin
 import yaml
 from pydantic import (
     BaseModel,
+    ByteSize,
     Field,
     ValidationError,
     field_validator,
@@ -59,6 +60,9 @@ class RedisConfig(StrictSection):
     # A command unanswered this long fails (HTTP 503 store_unavailable) instead of hanging.
     socket_timeout_s: float = Field(default=2.0, gt=0, le=300)
     max_connections: int = Field(default=256, ge=4, le=10000)
+    # The embedded store's bound on its data (bytes, or "512MiB", "2GB"): a write beyond it is
+    # refused and nothing is evicted. An external server keeps its own setting.
+    maxmemory: ByteSize = Field(default=ByteSize(1 << 30), ge=1 << 20)
 
     @field_validator("url")
     @classmethod
@@ -266,6 +270,7 @@ ENV_KEYS = {
     "USSDSIM_SMPP": ("smpp", "listen"),
     "USSDSIM_REDIS": ("redis", "url"),
     "USSDSIM_DATA": ("redis", "data_dir"),
+    "USSDSIM_MAXMEMORY": ("redis", "maxmemory"),
     "USSDSIM_CLOCK": ("clock", "mode"),
     "USSDSIM_ADMIN_TOKEN": ("admin_token",),
     "USSDSIM_WORKERS": ("workers",),

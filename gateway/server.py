@@ -82,7 +82,7 @@ def _announce(runtime: Runtime, bound: tuple[str, int], dev_account: SmppAccount
     listening = Listening(
         http=f"{bound[0]}:{bound[1]}",
         smpp=smpp,
-        store=f"{runtime.embedded.url} (embedded)" if runtime.embedded else config.redis.url,
+        store=f"{runtime.embedded.address} (embedded)" if runtime.embedded else config.redis.url,
         loop=event_loop.running_loop_name(),
     )
     print_banner(

@@ -1,11 +1,12 @@
 """`ussdsim serve --workers N`: one supervisor, N server processes, one Redis.
 
 The supervisor (the `serve` process) starts the embedded Redis once (when no redis.url is
-given), settles what every worker must agree on (the store URL, the ports, the operator token, a
-per-run directory for the metrics of all workers), spawns the workers and forwards SIGTERM and
-SIGINT to them. The workers share the HTTP and SMPP ports through SO_REUSEPORT: the kernel
-spreads connections over them. Everything a request or a bind needs lives in Redis, so any
-worker serves any request.
+given), settles what every worker must agree on (the store URL: the embedded store's socket,
+whose private directory also tells each worker its renamed commands; the ports, the operator
+token, a per-run directory for the metrics of all workers), spawns the workers and forwards
+SIGTERM and SIGINT to them. The workers share the HTTP and SMPP ports through SO_REUSEPORT:
+the kernel spreads connections over them. Everything a request or a bind needs lives in Redis,
+so any worker serves any request.
 
 A worker that dies after it was serving is logged and replaced by a new one; a worker that
 cannot start stops the whole server (exit 2 at the start, 1 later), since its siblings run the
@@ -112,7 +113,11 @@ class Supervisor:
         url = config.redis.url
         if url == "embedded":
             fsync = "always" if config.redis.durability == "strict" else "everysec"
-            self.embedded = EmbeddedRedis(resolve_path(config, config.redis.data_dir), fsync=fsync)
+            self.embedded = EmbeddedRedis(
+                resolve_path(config, config.redis.data_dir),
+                fsync=fsync,
+                maxmemory=config.redis.maxmemory,
+            )
             self.embedded.start()
             url = self.embedded.url
         if smpp.accounts:
@@ -250,10 +255,11 @@ class Supervisor:
 
     def _announce(self, worker_config: Config) -> None:
         pids = ", ".join(str(w.process.pid) for w in self.workers)
+        store = f"{self.embedded.address} (embedded)" if self.embedded else worker_config.redis.url
         listening = Listening(
             http=worker_config.http.listen,
             smpp=worker_config.smpp.listen if worker_config.smpp.accounts else None,
-            store=f"{self.embedded.url} (embedded)" if self.embedded else worker_config.redis.url,
+            store=store,
             loop=event_loop.loop_name(),
             workers=f"workers: {len(self.workers)} (pids {pids})",
         )
