@@ -149,7 +149,9 @@ class Route(StrictSection):
             )
         if self.notify_url is not None and self.url is None:
             raise ValueError(f"route {self.code}: notify_url goes with url only")
-        if "dialect" in self.model_fields_set and self.url is None:
+        # Compared with the default rather than "was it written": a worker reads back the whole
+        # configuration as JSON, where every field is written.
+        if self.dialect != DEFAULT_DIALECT and self.url is None:
             raise ValueError(f"route {self.code}: dialect goes with url only")
         if self.notify_url is not None and self.dialect != DEFAULT_DIALECT:
             raise ValueError(

@@ -340,3 +340,17 @@ def test_the_commented_route_examples_in_config_yaml_load() -> None:
         "hubtel",
         "declarative",
     ]
+
+
+def test_every_kind_of_route_survives_the_trip_to_a_worker() -> None:
+    # `serve --workers N` hands each worker the whole configuration as JSON, every field written.
+    routes = [
+        {"code": "*385#", "menu": "balance"},
+        {"code": "*386#", "url": URL, "dialect": "hubtel"},
+        {"code": "*387#", "url": URL},
+    ]
+    config = load_config(None, env={}, overrides={("routes",): routes})
+    again = Config.model_validate_json(config.model_dump_json())
+    assert [(r.code, r.dialect) for r in again.routes] == [
+        (r.code, r.dialect) for r in config.routes
+    ]
