@@ -75,6 +75,27 @@ class Dialogue:
     reference: int
 
 
+def hop_pdu(hop: Hop) -> Pdu:
+    """The deliver_sm of one hop: the subscriber to the service code, the TLVs its variant set."""
+    coding = data_coding_for(hop.text)
+    tlvs = (
+        ("ussd_service_op", hop.op),
+        ("its_session_info", hop.info),
+        ("user_message_reference", hop.reference),
+    )
+    return make_pdu(
+        "deliver_sm",
+        service_type="USSD",
+        source_addr_ton=1,
+        source_addr_npi=1,
+        source_addr=address_of(hop.msisdn),
+        destination_addr=hop.service_code,
+        data_coding=int(coding),
+        short_message=encode_text(hop.text, coding),
+        tlvs=[Tlv.of(name, value) for name, value in tlvs if value is not None],
+    )
+
+
 class SmppUssdBridge:
     """Matches the clients' USSD submit_sm to the dialogues waiting for them (one per
     subscriber and account: a subscriber has one USSD transaction at a time)."""
@@ -211,26 +232,7 @@ class SmppUssdBridge:
         receivers = self._receivers(hop.account)
         if not receivers:
             raise BridgeFailure("unreachable", f"no SMPP receiver of {hop.account} is bound")
-        coding = data_coding_for(hop.text)
-        pdu = make_pdu(
-            "deliver_sm",
-            service_type="USSD",
-            source_addr_ton=1,
-            source_addr_npi=1,
-            source_addr=address_of(hop.msisdn),
-            destination_addr=hop.service_code,
-            data_coding=int(coding),
-            short_message=encode_text(hop.text, coding),
-            tlvs=[
-                Tlv.of(name, value)
-                for name, value in (
-                    ("ussd_service_op", hop.op),
-                    ("its_session_info", hop.info),
-                    ("user_message_reference", hop.reference),
-                )
-                if value is not None
-            ],
-        )
+        pdu = hop_pdu(hop)
         try:
             answer = receivers[0].send_request(pdu)
         except (ConnectionLost, LocalProtocolError) as e:
