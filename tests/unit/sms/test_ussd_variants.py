@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -175,3 +176,11 @@ def test_the_end_bit_option_belongs_to_smpp34() -> None:
     assert "ussd_end: session_info is a choice of ussd_variant smpp34, not mica" in str(
         caught.value
     )
+
+
+def test_the_commented_account_examples_in_config_yaml_load() -> None:
+    lines = (FIXTURES.parents[2] / "config.yaml").read_text(encoding="utf-8").splitlines()
+    examples = [line.replace("# - ", "- ", 1) for line in lines if line.startswith("    # - ")]
+    accounts = yaml.safe_load("\n".join(line.strip() for line in examples))
+    config = load_config(None, env={}, overrides={("smpp", "accounts"): accounts})
+    assert [a.ussd_variant for a in config.smpp.accounts] == ["mica", "sixdee"]
