@@ -12,7 +12,13 @@ from pathlib import Path
 from typing import Any
 
 from gateway import event_loop
-from gateway.config import ConfigError, SmppAccount, development_smpp_account, load_config
+from gateway.config import (
+    ConfigError,
+    SmppAccount,
+    development_smpp_account,
+    load_config,
+    with_handset_token,
+)
 from gateway.runtime import StartupError
 from gateway.terminal import event_line, screen_box
 from ussdsim.client import ApiError, Client, ServerUnreachable
@@ -164,6 +170,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
         config = load_config(path, overrides=overrides, default_smpp_account=dev_account)
         if dev_account in config.smpp.accounts:
             _announce_dev_account(dev_account)
+        config, generated = with_handset_token(config)
+        if generated:
+            # Printed like the operator token: beyond loopback every handset call needs it.
+            print(
+                f"ussdsim: handset token (set USSDSIM_HANDSET_TOKEN to choose one): "
+                f"{config.http.handset_token}",
+                flush=True,
+            )
         if config.workers > 1:
             from gateway.workers import supervise
 
