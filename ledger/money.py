@@ -207,6 +207,10 @@ def _to_result(answer: Answer) -> Result:
     return Result(Outcome(answer.outcome), answer.values)
 
 
+def _answer(result: Result) -> Answer:
+    return Answer(str(result.outcome), dict(result.values))
+
+
 def _move_result(intent: Intent, duplicate: bool = False) -> Result:
     """What a closed move answers: its values when credited, the recipient's refusal when
     refunded. The same intent always answers the same values."""
@@ -349,7 +353,8 @@ class MoneyOps:
 
         With a caller-chosen `transfer_id` the call is idempotent: the same id with the same
         arguments answers the first result again (`duplicate` true), the same id with other
-        arguments is a `conflict` (reason `transfer_id_reused`). That holds for
+        arguments is a `conflict` (reason `transfer_id_reused`); a declined transfer answers
+        its refusal again and never applies later, whatever changed since. That holds for
         `transfer_retention_s` of the ledger clock after the transfer closed; then the id is
         forgotten and names a new transfer. See `ledger.transfers` for the steps across cluster
         slots.
@@ -373,15 +378,22 @@ class MoneyOps:
                 },
             )
         fee = transfer_fee(amount, settings)
+        fingerprint = f"transfer {sender} {recipient} {amount}"
+        claimed: bool | Answer = True
         if transfer_id is None:
-            transfer_id = new_transfer_id()
-        elif not await self._moves.claim(
-            transfer_id, f"transfer {sender} {recipient} {amount}", now
-        ):
-            return _ID_REUSED
+            transfer_id, fingerprint = new_transfer_id(), ""
+        else:
+            claimed = await self._moves.claim(transfer_id, fingerprint, now)
+            if claimed is False:
+                return _ID_REUSED
         known, refusal, indexed = await self._transfer_check(
             sender, recipient, transfer_id, amount, fee, now
         )
+        if known is None and isinstance(claimed, Answer):
+            # Declined before: the same answer, even if a top-up would let it through now.
+            refusal = claimed.result()
+        elif refusal is not None and fingerprint:
+            await self._moves.decline(transfer_id, fingerprint, _answer(refusal))
         if refusal is not None:
             # Only an entry this call added goes: one already there may be another caller's.
             if indexed:
@@ -404,6 +416,8 @@ class MoneyOps:
             indexed=True,
         )
         if isinstance(done, Answer):
+            if fingerprint:
+                await self._moves.decline(transfer_id, fingerprint, done)
             return _to_result(done)
         intent, created = done
         return _move_result(intent, duplicate=not created)
