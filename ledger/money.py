@@ -25,6 +25,7 @@ from redis.commands.core import AsyncScript
 from ledger import keys
 from ledger.common import (
     MAX_AMOUNT,
+    OOM_PROBE_LUA,
     Answer,
     LedgerValueError,
     check_amount,
@@ -184,7 +185,7 @@ def group_members_key(main: str) -> str:
 def _load_money_script(name: str) -> str:
     lua = resources.files("ledger") / "lua"
     parts = ("_prelude.lua", "money_lib.lua", name)
-    return "\n".join((lua / part).read_text("utf-8") for part in parts)
+    return "\n".join([OOM_PROBE_LUA, *((lua / part).read_text("utf-8") for part in parts)])
 
 
 def _check_now(now: object) -> float:

@@ -67,7 +67,7 @@ import redis.asyncio as aioredis
 from redis.commands.core import AsyncScript
 
 from ledger import keys
-from ledger.common import MAX_AMOUNT, Answer, LedgerValueError, compact_json
+from ledger.common import MAX_AMOUNT, OOM_PROBE_LUA, Answer, LedgerValueError, compact_json
 from ledger.models import iso_utc
 
 INDEX_SHARDS: Final = 8
@@ -232,7 +232,7 @@ def parse_intent(transfer_id: str, raw: str | None) -> Intent | None:
 def _load(name: str) -> str:
     lua = resources.files("ledger") / "lua"
     parts = ("_prelude.lua", "money_lib.lua", "xfer_lib.lua", name)
-    return "\n".join((lua / part).read_text("utf-8") for part in parts)
+    return "\n".join([OOM_PROBE_LUA, *((lua / part).read_text("utf-8") for part in parts)])
 
 
 def _decode(raw: Any) -> Answer:
