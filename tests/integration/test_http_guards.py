@@ -189,6 +189,8 @@ async def test_handset_calls_need_the_handset_token_when_set(handset: Api) -> No
                 headers={"Authorization": f"{scheme} {token}"},
             )
             assert status == 200, body
+    async with handset.http.head(f"{handset.url}/v1/subscribers/{NUMBER}/inbox") as resp:
+        assert resp.status in (401, 405)  # never served without the token
     # The handset token is not the operator's.
     status, _ = await handset.call(
         "GET", f"/v1/subscribers/{NUMBER}", headers={"Authorization": f"Bearer {HANDSET}"}
