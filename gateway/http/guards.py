@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import hmac
 import json
-import re
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -159,20 +158,21 @@ class RequestGuards:
 
 # --- JSON bodies ---------------------------------------------------------------------------------
 
-_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
-_BRACKET = re.compile(rb"[\[\]{}]")
 
-
-def nesting_depth(raw: bytes) -> int:
-    """How deep arrays and objects nest, brackets inside strings not counted."""
-    depth = deepest = 0
-    for bracket in _BRACKET.finditer(_STRING.sub(b'""', raw)):
-        if bracket.group() in (b"[", b"{"):
-            depth += 1
-            deepest = max(deepest, depth)
-        else:
-            depth -= 1
-    return deepest
+def _deeper_than(value: Any, limit: int) -> bool:
+    """Whether arrays and objects nest more than `limit` levels: one level at a time, each in
+    one comprehension (a body of 20,000 small arrays is measured in milliseconds)."""
+    level = [value] if isinstance(value, dict | list) else []
+    for _ in range(limit):
+        level = [
+            child
+            for item in level
+            for child in (item.values() if isinstance(item, dict) else item)
+            if isinstance(child, dict | list)
+        ]
+        if not level:
+            return False
+    return True
 
 
 class _Oversized:
@@ -201,15 +201,17 @@ def _oversized_at(value: Any, path: str = "") -> str | None:
     return None
 
 
+def _too_deep() -> ApiError:
+    return bad_request("malformed_json", f"the body nests deeper than {MAX_JSON_DEPTH} levels")
+
+
 def load_json(raw: bytes) -> Any:
     """The decoded body (None when empty), or 400: `malformed_json` for what is not JSON or
     nests deeper than MAX_JSON_DEPTH, `invalid_field` for an integer over MAX_INT_DIGITS
-    digits. Bounded before parsing: the parser recurses once per level."""
+    digits. The parser recurses once per level and stops itself near a thousand; what it
+    parsed is then measured, so the bound holds whatever the parser's own limit is."""
     if not raw:
         return None
-    # Counting is C-speed; the exact depth is only worked out for a body that could be deep.
-    if raw.count(b"[") + raw.count(b"{") > MAX_JSON_DEPTH and nesting_depth(raw) > MAX_JSON_DEPTH:
-        raise bad_request("malformed_json", f"the body nests deeper than {MAX_JSON_DEPTH} levels")
     oversized = False
 
     def parse_int(text: str) -> int | _Oversized:
@@ -221,8 +223,13 @@ def load_json(raw: bytes) -> Any:
 
     try:
         data = json.loads(raw, parse_int=parse_int, parse_constant=_refuse_constant)
-    except (ValueError, RecursionError) as e:  # UnicodeDecodeError is a ValueError
+    except RecursionError as e:  # the parser gives up near a thousand levels, quickly
+        raise _too_deep() from e
+    except ValueError as e:  # UnicodeDecodeError is a ValueError
         raise bad_request("malformed_json", f"the body is not valid JSON: {e}") from e
+    # Counting is C-speed: only a body with that many brackets can nest that deep.
+    if raw.count(b"[") + raw.count(b"{") > MAX_JSON_DEPTH and _deeper_than(data, MAX_JSON_DEPTH):
+        raise _too_deep()
     where = _oversized_at(data) if oversized else None
     if where is not None:
         raise bad_request(
