@@ -12,6 +12,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from ussdsim.client import ApiError, Client
@@ -115,3 +116,22 @@ def test_a_loopback_server_generates_no_handset_token() -> None:
         assert "handset token" not in sim.log_tail()
         with Client(sim.url, handset_token="") as anonymous:
             assert anonymous.dial(NUMBER, "*100#").end
+
+
+def test_every_worker_takes_the_one_printed_token() -> None:
+    with Simulator(
+        workers=2, extra_args=["--http", "0.0.0.0:0"], env={"USSDSIM_HANDSET_TOKEN": ""}
+    ) as sim:
+        printed = re.findall(r"^ussdsim: handset token .*: (\S+)$", sim.log_tail(), re.MULTILINE)
+        assert len(printed) == 1, sim.log_tail()
+        answered_by: set[str] = set()
+        for _ in range(40):  # a new connection each: SO_REUSEPORT spreads them over the workers
+            resp = httpx.post(
+                sim.url + "/v1/ussd",
+                json={"msisdn": NUMBER, "code": "*100#"},
+                headers={"Authorization": f"Bearer {printed[0]}"},
+                timeout=30,
+            )
+            assert resp.status_code == 200, resp.text
+            answered_by.add(resp.headers["X-Ussdsim-Worker"])
+        assert len(answered_by) == 2, answered_by
