@@ -122,7 +122,10 @@ class RequestGuards:
         return None
 
     def _own_origin(self, origin: str, host: str | None) -> bool:
-        parts = urlsplit(origin.strip().lower())
+        try:
+            parts = urlsplit(origin.strip().lower())
+        except ValueError:  # "http://[" and the like: no origin at all
+            return False
         return (
             host is not None
             and parts.scheme in ("http", "https")

@@ -180,3 +180,45 @@ def test_the_reported_bodies(live: ThreadedServer, error_log: ErrorLog) -> None:
     )
     assert resp.status_code == 202, resp.text
     assert not error_log.messages()
+
+
+HEADER_TEXT = st.text(
+    st.characters(min_codepoint=0x20, max_codepoint=0xFF, exclude_characters="\x7f"), max_size=80
+)
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    host=st.none() | HEADER_TEXT,
+    origin=st.none() | HEADER_TEXT | st.sampled_from(["null", "http://[", "https://[::1"]),
+    site=st.none()
+    | st.sampled_from(["cross-site", "same-site", "same-origin", "none", "Cross-Site"]),
+    authorization=st.none() | HEADER_TEXT.map(lambda t: "Bearer " + t),
+)
+def test_hostile_request_headers_get_a_shaped_answer(
+    live: ThreadedServer,
+    error_log: ErrorLog,
+    host: str | None,
+    origin: str | None,
+    site: str | None,
+    authorization: str | None,
+) -> None:
+    headers = {"Content-Type": "application/json"}
+    for name, value in (
+        ("Host", host),
+        ("Origin", origin),
+        ("Sec-Fetch-Site", site),
+        ("Authorization", authorization),
+    ):
+        if value is not None:
+            headers[name] = value.strip()
+    resp = requests.post(
+        live.url + "/v1/ussd",
+        data=b'{"msisdn": "+79161234567", "code": "*100#"}',
+        headers=headers,
+        timeout=30,
+    )
+    assert resp.status_code in (200, 400, 403, 421), resp.text[:300]
+    if resp.status_code != 200:
+        error_of(resp)
+    assert not error_log.messages()

@@ -61,6 +61,7 @@ async def test_a_page_of_another_site_cannot_dial_or_read(api: Api) -> None:
         ("POST", "/v1/ussd", evil, dial_body()),
         ("POST", "/v1/ussd", {"Origin": "https://evil.example"}, dial_body()),
         ("POST", "/v1/ussd", {"Origin": "null"}, dial_body()),
+        ("POST", "/v1/ussd", {"Origin": "http://[::1"}, dial_body()),
         ("POST", "/v1/sms", {"Origin": "http://localhost:9999"}, b'{"from":"1","to":"3339"}'),
         ("GET", f"/v1/subscribers/{NUMBER}/inbox", {"Origin": "https://evil.example"}, None),
         # A browser that sends no Origin still says where the call comes from.
