@@ -72,6 +72,7 @@ class WorkerProcess:
 class Supervisor:
     config: Config
     dev_account: SmppAccount | None = None  # printed with the addresses when serve added it
+    handset_token_generated: bool = False  # printed likewise
     embedded: EmbeddedRedis | None = None
     workers: list[WorkerProcess] = field(default_factory=list)
     _reserved: list[socket.socket] = field(default_factory=list)
@@ -269,6 +270,7 @@ class Supervisor:
             listening,
             admin_token=worker_config.admin_token or "",
             dev_account=self.dev_account,
+            handset_token_generated=self.handset_token_generated,
         )
         print_banner(lines)
 
@@ -337,9 +339,14 @@ def _readable(conn: Connection) -> bool:
         return False
 
 
-def supervise(config: Config, *, dev_account: SmppAccount | None = None) -> int:
+def supervise(
+    config: Config,
+    *,
+    dev_account: SmppAccount | None = None,
+    handset_token_generated: bool = False,
+) -> int:
     """Run `config.workers` server processes until SIGTERM/SIGINT; the exit status."""
-    return Supervisor(config, dev_account).run()
+    return Supervisor(config, dev_account, handset_token_generated=handset_token_generated).run()
 
 
 # --- inside a worker --------------------------------------------------------------------------
