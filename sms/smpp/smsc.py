@@ -17,6 +17,7 @@ import itertools
 import secrets
 import time
 import weakref
+from collections.abc import Iterable
 from typing import Any, Protocol
 
 from sms.config import SmppAccount, SmppConfig
@@ -30,6 +31,7 @@ from sms.ports import (
     SubscriberDirectory,
 )
 from sms.smpp.accounts import Account, AccountBook
+from sms.smpp.bind_brake import BindBrake, networks
 from sms.smpp.bind_leases import BindLeases
 from sms.smpp.binds import BindGate
 from sms.smpp.constants import Status
@@ -40,11 +42,16 @@ from sms.smpp.server import Connection, ServerSettings, SmscServer
 from sms.smpp.store import SmppStore
 
 
-def account_from_config(a: SmppAccount) -> Account:
+def account_from_config(a: SmppAccount, reserved_sources: Iterable[str] = ()) -> Account:
+    """`reserved_sources`: the operator's own numbers, refused as source_addr unless the account
+    lists them in its allowed_sources."""
     return Account(
         system_id=a.system_id,
         password=a.password,
         allowed_sources=frozenset(a.allowed_sources),
+        reserved_sources=frozenset(reserved_sources)
+        - {s.strip().removeprefix("+") for s in a.allowed_sources},
+        allowed_addresses=networks(a.allowed_addresses),
         short_numbers=frozenset(a.short_numbers),
         bind_types=frozenset(a.bind_types),
         max_binds=a.max_binds,
@@ -71,8 +78,10 @@ class Smsc:
 
     `workers`: the server processes sharing the port and the store (`serve --workers N`);
     `region`: how national numbers are read; `faults` and `abuse`: fault personas and the
-    failed-bind brake, when the server runs them. Two hooks are filled in by the USSD bridge
-    (`sms.smpp.ussd_bridge`), which is built on this object: `ussd_handler` and `companions`.
+    failed-bind counts, when the server runs them; `reserved_sources`: the operator's own
+    numbers, which no account may submit from unless it lists them in allowed_sources. Two hooks
+    are filled in by the USSD bridge (`sms.smpp.ussd_bridge`), which is built on this object:
+    `ussd_handler` and `companions`.
     """
 
     def __init__(
@@ -88,6 +97,7 @@ class Smsc:
         metrics: Metrics,
         faults: FaultBook | None = None,
         abuse: AbuseLimits | None = None,
+        reserved_sources: Iterable[str] = (),
     ) -> None:
         host, port = smpp.host_port
         self.settings = ServerSettings(
@@ -101,7 +111,8 @@ class Smsc:
             bind_timeout_s=smpp.bind_timeout_s,
             max_connections_per_ip=smpp.max_connections_per_ip,
         )
-        self.accounts = AccountBook(account_from_config(a) for a in smpp.accounts)
+        reserved = frozenset(reserved_sources)
+        self.accounts = AccountBook(account_from_config(a, reserved) for a in smpp.accounts)
         self.server = SmscServer(self.settings, self)
         self.store = store
         self._smpp = smpp
@@ -133,7 +144,14 @@ class Smsc:
         )
         # max_binds is counted in Redis across all workers; a lease per bound connection
         self.binds = BindGate(
-            self.accounts, self.server, BindLeases(store.redis), clock, self._prefix, abuse
+            self.accounts,
+            self.server,
+            BindLeases(store.redis),
+            clock,
+            self._prefix,
+            abuse,
+            BindBrake(smpp.bind_fail_delay_s, smpp.bind_fail_delay_max_s),
+            events,
         )
 
     @property
@@ -188,6 +206,7 @@ class Smsc:
         account = self.accounts.get(conn.system_id or "")
         if account is None:
             return
+        self.binds.bound(conn)
         conn.session.window = account.window
         conn.session.on_window_full = "wait" if account.on_window_full == "wait" else "throttle"
         if conn.can_receive:
