@@ -51,6 +51,9 @@ class Metrics(Protocol):
     @property
     def smpp_pdus(self) -> Counter: ...  # labels: direction, command, status
 
+    @property
+    def smpp_queue_dropped(self) -> Counter: ...  # labels: account, reason
+
 
 class SubscriberDirectory(Protocol):
     """Numbers in any accepted form, and the subscriber behind one. Both raise

@@ -14,11 +14,14 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import secrets
 import time
 import weakref
 from collections.abc import Iterable
 from typing import Any, Protocol
+
+import redis.exceptions
 
 from sms.config import SmppAccount, SmppConfig
 from sms.ports import (
@@ -40,6 +43,13 @@ from sms.smpp.mt import MtFlow, UssdHandler
 from sms.smpp.pdu import Pdu
 from sms.smpp.server import Connection, ServerSettings, SmscServer
 from sms.smpp.store import SmppStore
+
+log = logging.getLogger("ussdsim.smpp")
+
+
+def store_full(error: redis.exceptions.ResponseError) -> bool:
+    """Whether Redis refused a write for memory (maxmemory with the noeviction policy)."""
+    return str(error).startswith("OOM ")
 
 
 def account_from_config(a: SmppAccount, reserved_sources: Iterable[str] = ()) -> Account:
@@ -128,7 +138,14 @@ class Smsc:
             weakref.WeakKeyDictionary()
         )
         self.queue = DeliverQueue(
-            smpp, self.accounts, self.server, store, clock, events, shared=self._shared
+            smpp,
+            self.accounts,
+            self.server,
+            store,
+            clock,
+            events,
+            shared=self._shared,
+            metrics=metrics,
         )
         self.mt = MtFlow(
             smpp,
@@ -232,12 +249,24 @@ class Smsc:
         account = self.accounts.get(conn.system_id or "")
         if account is None:  # cannot happen: the session lets only bound clients submit
             return [Pdu(f"{p.command}_resp", p.sequence, Status.RSYSERR) for p in requests]
-        fault = None
-        if self.faults is not None:
-            fault = await self.faults.get(f"smpp:{account.system_id}")
-        if fault is not None:
-            return await self._handle_faulty(conn, account, requests, fault)
-        return list(await self.mt.handle(account, requests, None))
+        try:
+            fault = None
+            if self.faults is not None:
+                fault = await self.faults.get(f"smpp:{account.system_id}")
+            if fault is not None:
+                return await self._handle_faulty(conn, account, requests, fault)
+            return list(await self.mt.handle(account, requests, None))
+        except redis.exceptions.ResponseError as e:
+            if not store_full(e):
+                raise
+            # Redis refuses a script's first write when over maxmemory, so nothing of the
+            # batch was stored; the client may submit again once there is room.
+            log.warning(
+                "smpp %s: the store is full (maxmemory): %d request(s) answered RSYSERR",
+                conn.peer,
+                len(requests),
+            )
+            return [Pdu(f"{p.command}_resp", p.sequence, Status.RSYSERR) for p in requests]
 
     async def _handle_faulty(
         self, conn: Connection, account: Account, requests: list[Pdu], fault: ActiveFault
