@@ -75,7 +75,7 @@ class QueueBounds:
         if item.get("kind") not in EXPIRING_KINDS:
             return False
         at = stamped_at(item)
-        return at is not None and now - at > self.validity_s
+        return at is not None and at < self.cutoff(now)
 
     def cutoff(self, now: float) -> float:
         """Items stamped before this are past their validity."""

@@ -6,7 +6,8 @@
 - `sms.smpp.deliver_queue`: MO SMS, receipts and their retries out as deliver_sm;
 - USSD submit_sm go to `ussd_handler` (`sms.smpp.ussd_bridge` sets it).
 
-This module only wires them and applies the account's fault persona to a batch. Everything it
+This module only wires them, applies the account's fault persona to a batch, and answers a batch
+the store refused for memory with RSYSERR. Everything it
 needs from outside `sms/` comes in through the constructor, typed by `sms.ports`.
 """
 

@@ -13,6 +13,9 @@ from typing import Any, cast
 
 import aiohttp
 import pytest
+import smpplib.client
+import smpplib.consts
+import smpplib.exceptions
 
 from ledger.embedded import EmbeddedRedis
 from sms.smpp.codec import Framer, encode
@@ -328,6 +331,31 @@ async def test_a_steady_trickle_of_wrong_binds_never_locks_out_the_right_passwor
     assert await slowed_binds(one, "127.0.0.20") == [], "a fresh address binds at once"
     assert await bind_once(two, "127.0.0.10", "shop", "secret") is Status.ROK
     assert (await slowed_binds(one, "127.0.0.10"))[-1] == (6, 0.8), "after the capped delay"
+
+
+def smpplib_bind(port: int, password: str) -> int:
+    """A third-party client's bind (blocking, 5 s timeout): its bind_transceiver_resp status."""
+    client = smpplib.client.Client("127.0.0.1", port, timeout=5, allow_unknown_opt_params=True)
+    client.connect()
+    try:
+        client.bind_transceiver(system_id="shop", password=password)
+        client.unbind()
+        return int(smpplib.consts.SMPP_ESME_ROK)
+    except smpplib.exceptions.PDUError as e:
+        return int(e.args[1])
+    finally:
+        client.disconnect()
+
+
+async def test_smpplib_with_the_right_password_gets_in_after_failures_from_its_address(
+    two_smscs: tuple[Smsc, Smsc],
+) -> None:
+    one, _ = two_smscs
+    wrong = [await asyncio.to_thread(smpplib_bind, one.port, f"g{i}") for i in range(5)]
+    assert wrong == [smpplib.consts.SMPP_ESME_RINVPASWD] * 5
+    # Held back by the capped delay, answered within the library's own timeout.
+    assert await asyncio.to_thread(smpplib_bind, one.port, "secret") == 0
+    assert (await slowed_binds(one, "127.0.0.1"))[-1] == (5, 0.8)
 
 
 async def test_failures_are_forgotten_after_the_window_on_the_server_clock(
