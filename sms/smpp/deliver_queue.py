@@ -16,6 +16,7 @@ import itertools
 import json
 import logging
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import redis.exceptions
@@ -28,7 +29,7 @@ from sms.smpp.pdu import Pdu
 from sms.smpp.queue_bounds import CappedQueue, QueueBounds, QueueFull
 from sms.smpp.queue_items import deliver_pdu, mo_item
 from sms.smpp.server import Connection, SmscServer
-from sms.smpp.store import SmppStore
+from sms.smpp.store import Delivery, SmppStore
 
 log = logging.getLogger("ussdsim.smpp")
 
@@ -59,6 +60,7 @@ class DeliverQueue:
         self._shared = shared  # sibling worker processes serve the same accounts
         self.bounds = QueueBounds(smpp.mo_queue_max, smpp.mo_validity_s)
         self._capped = CappedQueue(store.redis, self.bounds)
+        self._estimates: dict[str, int] = {}  # queue length as this process last knew it
         self._deliverers: dict[str, asyncio.Task[None]] = {}
         self._kicks: dict[str, asyncio.Event] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -138,6 +140,35 @@ class DeliverQueue:
             )
             raise QueueFull(system_id, self.bounds.max_items)
         self.kick(system_id)
+
+    async def within_cap(
+        self, system_id: str, deliveries: list[Delivery], now: float
+    ) -> list[Delivery]:
+        """The batch's deliveries, their receipts removed when the account's queue is at
+        `mo_queue_max`. The queue length is looked up only when this process's own estimate
+        (the last length seen plus the receipts it queued since) reaches the cap, so a batch
+        under it costs no round trip; sibling workers' receipts can take it somewhat over."""
+        wanted = sum(d.receipt_item is not None for d in deliveries)
+        if not wanted:
+            return deliveries
+        estimate = self._estimates.get(system_id)
+        if estimate is None or estimate + wanted > self.bounds.max_items:
+            estimate = await self._store.queued(system_id)
+        if estimate + wanted <= self.bounds.max_items:
+            self._estimates[system_id] = estimate + wanted
+            return deliveries
+        self._estimates[system_id] = estimate
+        self._count(system_id, "queue_full", wanted)
+        await self._events.emit(
+            "smpp.queue_refused",
+            None,
+            now,
+            account=system_id,
+            receipts=wanted,
+            reason="queue_full",
+            limit=self.bounds.max_items,
+        )
+        return [replace(d, receipt_item=None) if d.receipt_item else d for d in deliveries]
 
     async def _drop_expired(self, system_id: str, items: list[str]) -> list[str]:
         """The items still within their validity; the others are acknowledged unsent."""

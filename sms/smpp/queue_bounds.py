@@ -4,7 +4,8 @@ how long (`smpp.mo_validity_s`, on the server's clock).
 Without them the queue of an account whose receiver never binds grows until the machine runs
 out of memory: every MO SMS to its short number and every receipt it asked for waits there. An
 MO beyond the cap is refused (HTTP `507 queue_full`: nothing is queued, nothing counted as
-sent); an item past its validity is expired instead of delivered. Both are counted
+sent), a receipt beyond it dropped (its message is delivered all the same); an item past its
+validity is expired instead of delivered. Both are counted
 (`ussdsim_smpp_queue_dropped_total{account, reason}`) and logged as `smpp.queue_refused` /
 `smpp.queue_expired` events.
 """

@@ -175,3 +175,27 @@ async def test_a_full_queue_makes_room_by_expiring_what_is_past_validity(smsc: S
         smsc.host, smsc.port, system_id="shop", password="secret", bind="receiver"
     ) as c:
         assert await received(c, 1) == ["new"]
+
+
+async def test_receipts_over_the_queue_cap_are_dropped_and_counted_the_messages_kept(
+    smsc: Smsc,
+) -> None:
+    sender = EsmeClient(
+        smsc.host, smsc.port, system_id="shop", password="secret", bind="transmitter"
+    )
+    async with sender as c:  # no receiver bound: the receipts wait in the queue
+        for i in range(5):
+            resp = await c.submit(
+                destination_addr=SUB, short_message=f"m{i}".encode(), registered_delivery=1
+            )
+            assert resp.status == Status.ROK
+    assert [text for _, text in await texts(smsc)] == ["m0", "m1", "m2", "m3", "m4"]
+    assert await dropped(smsc, "queue_full") == 2
+    refused = await events(smsc, "smpp.queue_refused")
+    assert [(e["receipts"], e["reason"]) for e in refused] == [(1, "queue_full")] * 2
+    async with EsmeClient(
+        smsc.host, smsc.port, system_id="shop", password="secret", bind="receiver"
+    ) as c:
+        receipts = [await c.delivered.get() for _ in range(3)]
+        assert all(p["esm_class"] == 0x04 for p in receipts)
+        assert c.delivered.empty()
