@@ -122,16 +122,7 @@ class DeliverQueue:
         if expired:
             await self._expired(system_id, expired, now)
         if not queued:
-            self._count(system_id, "queue_full")
-            await self._events.emit(
-                "smpp.queue_refused",
-                None,
-                now,
-                account=system_id,
-                id=message_id,
-                reason="queue_full",
-                limit=self.bounds.max_items,
-            )
+            await self._refused(system_id, now, 1, id=message_id)
             log.warning(
                 "smpp %s: MO %s refused: %d deliver_sm wait already",
                 system_id,
@@ -158,17 +149,21 @@ class DeliverQueue:
             self._estimates[system_id] = estimate + wanted
             return deliveries
         self._estimates[system_id] = estimate
-        self._count(system_id, "queue_full", wanted)
+        await self._refused(system_id, now, wanted, receipts=wanted)
+        return [replace(d, receipt_item=None) if d.receipt_item else d for d in deliveries]
+
+    async def _refused(self, system_id: str, now: float, n: int, **what: object) -> None:
+        """`n` items the full queue did not take: counted, and one smpp.queue_refused event."""
+        self._count(system_id, "queue_full", n)
         await self._events.emit(
             "smpp.queue_refused",
             None,
             now,
             account=system_id,
-            receipts=wanted,
             reason="queue_full",
             limit=self.bounds.max_items,
+            **what,
         )
-        return [replace(d, receipt_item=None) if d.receipt_item else d for d in deliveries]
 
     async def _drop_expired(self, system_id: str, items: list[str]) -> list[str]:
         """The items still within their validity; the others are acknowledged unsent."""
