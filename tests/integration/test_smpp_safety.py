@@ -137,6 +137,8 @@ async def test_an_mo_beyond_the_queue_cap_is_refused_and_counted(smsc: Smsc) -> 
     refused = await events(smsc, "smpp.queue_refused")
     assert [(e["account"], e["reason"], e["limit"]) for e in refused] == [("shop", "queue_full", 3)]
     assert len(await events(smsc, "sms.mo")) == 3, "the refused MO was not counted as sent"
+    _, spec = await smsc.api.call("GET", "/v1/openapi.json")
+    assert "queue_full" in spec["paths"]["/v1/sms"]["post"]["responses"]["507"]["description"]
 
     async with EsmeClient(
         smsc.host, smsc.port, system_id="shop", password="secret", bind="receiver"
