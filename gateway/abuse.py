@@ -78,13 +78,13 @@ class AbuseLimits:
     async def bind_failures(self, host: str, system_id: str, now: float) -> tuple[int, int]:
         """Failed binds lately: (for this system_id from this address, from this address)."""
         pair = await self._bind_failures.count(_pair_key(host, system_id), now)
-        address = await self._bind_failures.count(address_key("bindfail", host), now)
+        address = await self._bind_failures.count(address_key("bindfails", host), now)
         return pair, address
 
     async def bind_failed(self, host: str, system_id: str, now: float) -> None:
         try:
             await self._bind_failures.add(_pair_key(host, system_id), now)
-            await self._bind_failures.add(address_key("bindfail", host), now)
+            await self._bind_failures.add(address_key("bindfails", host), now)
         except redis.exceptions.RedisError:
             log.warning("bind failure from %s could not be counted", host)
 
@@ -93,8 +93,9 @@ class AbuseLimits:
 
 
 def _pair_key(host: str, system_id: str) -> str:
-    # One key per (system_id, address); the hash tag keeps it in one cluster slot.
-    return address_key("bindfail_pair", f"{host} {system_id}")
+    # One key per (system_id, address); the hash tag keeps it in one cluster slot. (The names
+    # differ from the sorted sets older versions kept, which a store may still hold.)
+    return address_key("bindfails_pair", f"{host} {system_id}")
 
 
 # KEYS: the count (a hash: n, at). ARGV: now, window seconds. A count whose last failure is a
