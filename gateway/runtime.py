@@ -72,6 +72,12 @@ def check_wiring(config: Config, menus: MenuSet, actions: Actions) -> list[str]:
     return problems
 
 
+def operator_numbers(config: Config) -> set[str]:
+    """The numbers the operator's own SMS come from: keyword short numbers, the password and
+    call detail senders. An ESME may not submit as one unless its account lists it."""
+    return {*config.sms.short_numbers, config.passwords.sender, config.offers.sender}
+
+
 def fault_problems(config: Config) -> list[str]:
     return config_problems(
         config.faults,
@@ -213,7 +219,7 @@ class Runtime:
         directory = SubscriberDirectory(
             ledger, auto_provision=config.subscribers.auto_provision, region=config.region
         )
-        abuse = AbuseLimits(RateLimiter(client), config)
+        abuse = AbuseLimits(RateLimiter(client), config, client)
         passwords = GuardedPasswordSender(
             ledger, inbox, config.sms, config.passwords.sender, events, metrics
         )
@@ -252,6 +258,7 @@ class Runtime:
                 metrics=metrics,
                 faults=faults,
                 abuse=abuse,
+                reserved_sources=operator_numbers(config),
             )
             smpp_app = smpp_app_factory(SmppUssdBridge(smsc, config.region), config.ussd)
         apps = AppSet.build(

@@ -244,6 +244,9 @@ class MtFlow:
         self._flush_mt_counts()
         if fault is not None and fault.persona.receipts is not None:
             deliveries = [self._mixed_receipt(account, d, now, fault) for d in deliveries]
+        # Receipts wait for a receiver in the account's bounded queue: over the cap they are
+        # dropped (and counted), the messages themselves still delivered.
+        deliveries = await self._queue.within_cap(account.system_id, deliveries, now)
         # The sms.mt events go to the event log inside the same Redis call as the messages.
         await self._store.accept(
             deliveries, EventSink(self._events.key, self._events.maxlen, repr(now))

@@ -77,7 +77,7 @@ class SmscApplication(Protocol):
 
     async def admit_bind(self, conn: Connection, system_id: str) -> int:
         """ROK, or the status to refuse a bind with before its password is even compared
-        (its address or system_id failed too often lately)."""
+        (an address the account does not allow); may wait first (the failed-bind brake)."""
         ...
 
     async def bind_failed(self, conn: Connection, system_id: str, status: int) -> None:
@@ -281,8 +281,8 @@ class Connection:
         return self._app.authenticate(self, system_id, password, bind_type)
 
     async def _receive_bind(self, pdu: bytes) -> list[Event]:
-        """A bind passes the failed-bind limits first; one they refuse is answered without its
-        password being compared, and the connection closes."""
+        """A bind passes the application's admission first (address, failed-bind brake); one it
+        refuses is answered without its password being compared, and the connection closes."""
         session = self.session
         claimed = False
         if session.state is BindState.OPEN:
@@ -299,7 +299,7 @@ class Connection:
                 continue
             if forced:
                 log.info(
-                    "smpp %s bind as %r refused unchecked: too many failures",
+                    "smpp %s bind as %r refused unchecked",
                     self.peer,
                     event.system_id,
                 )

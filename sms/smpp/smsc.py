@@ -6,7 +6,8 @@
 - `sms.smpp.deliver_queue`: MO SMS, receipts and their retries out as deliver_sm;
 - USSD submit_sm go to `ussd_handler` (`sms.smpp.ussd_bridge` sets it).
 
-This module only wires them and applies the account's fault persona to a batch. Everything it
+This module only wires them, applies the account's fault persona to a batch, and answers a batch
+the store refused for memory with RSYSERR. Everything it
 needs from outside `sms/` comes in through the constructor, typed by `sms.ports`.
 """
 
@@ -14,10 +15,14 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import secrets
 import time
 import weakref
+from collections.abc import Iterable
 from typing import Any, Protocol
+
+import redis.exceptions
 
 from sms.config import SmppAccount, SmppConfig
 from sms.ports import (
@@ -30,6 +35,7 @@ from sms.ports import (
     SubscriberDirectory,
 )
 from sms.smpp.accounts import Account, AccountBook
+from sms.smpp.bind_brake import BindBrake, networks
 from sms.smpp.bind_leases import BindLeases
 from sms.smpp.binds import BindGate
 from sms.smpp.constants import Status
@@ -39,12 +45,24 @@ from sms.smpp.pdu import Pdu
 from sms.smpp.server import Connection, ServerSettings, SmscServer
 from sms.smpp.store import SmppStore
 
+log = logging.getLogger("ussdsim.smpp")
 
-def account_from_config(a: SmppAccount) -> Account:
+
+def store_full(error: redis.exceptions.ResponseError) -> bool:
+    """Whether Redis refused a write for memory (maxmemory with the noeviction policy)."""
+    return str(error).startswith("OOM ")
+
+
+def account_from_config(a: SmppAccount, reserved_sources: Iterable[str] = ()) -> Account:
+    """`reserved_sources`: the operator's own numbers, refused as source_addr unless the account
+    lists them in its allowed_sources."""
     return Account(
         system_id=a.system_id,
         password=a.password,
         allowed_sources=frozenset(a.allowed_sources),
+        reserved_sources=frozenset(reserved_sources)
+        - {s.strip().removeprefix("+") for s in a.allowed_sources},
+        allowed_addresses=networks(a.allowed_addresses),
         short_numbers=frozenset(a.short_numbers),
         bind_types=frozenset(a.bind_types),
         max_binds=a.max_binds,
@@ -72,8 +90,10 @@ class Smsc:
 
     `workers`: the server processes sharing the port and the store (`serve --workers N`);
     `region`: how national numbers are read; `faults` and `abuse`: fault personas and the
-    failed-bind brake, when the server runs them. Two hooks are filled in by the USSD bridge
-    (`sms.smpp.ussd_bridge`), which is built on this object: `ussd_handler` and `companions`.
+    failed-bind counts, when the server runs them; `reserved_sources`: the operator's own
+    numbers, which no account may submit from unless it lists them in allowed_sources. Two hooks
+    are filled in by the USSD bridge (`sms.smpp.ussd_bridge`), which is built on this object:
+    `ussd_handler` and `companions`.
     """
 
     def __init__(
@@ -89,6 +109,7 @@ class Smsc:
         metrics: Metrics,
         faults: FaultBook | None = None,
         abuse: AbuseLimits | None = None,
+        reserved_sources: Iterable[str] = (),
     ) -> None:
         host, port = smpp.host_port
         self.settings = ServerSettings(
@@ -102,7 +123,8 @@ class Smsc:
             bind_timeout_s=smpp.bind_timeout_s,
             max_connections_per_ip=smpp.max_connections_per_ip,
         )
-        self.accounts = AccountBook(account_from_config(a) for a in smpp.accounts)
+        reserved = frozenset(reserved_sources)
+        self.accounts = AccountBook(account_from_config(a, reserved) for a in smpp.accounts)
         self.server = SmscServer(self.settings, self)
         self.store = store
         self._smpp = smpp
@@ -118,7 +140,14 @@ class Smsc:
             weakref.WeakKeyDictionary()
         )
         self.queue = DeliverQueue(
-            smpp, self.accounts, self.server, store, clock, events, shared=self._shared
+            smpp,
+            self.accounts,
+            self.server,
+            store,
+            clock,
+            events,
+            shared=self._shared,
+            metrics=metrics,
         )
         self.mt = MtFlow(
             smpp,
@@ -134,7 +163,14 @@ class Smsc:
         )
         # max_binds is counted in Redis across all workers; a lease per bound connection
         self.binds = BindGate(
-            self.accounts, self.server, BindLeases(store.redis), clock, self._prefix, abuse
+            self.accounts,
+            self.server,
+            BindLeases(store.redis),
+            clock,
+            self._prefix,
+            abuse,
+            BindBrake(smpp.bind_fail_delay_s, smpp.bind_fail_delay_max_s),
+            events,
         )
 
     @property
@@ -189,6 +225,7 @@ class Smsc:
         account = self.accounts.get(conn.system_id or "")
         if account is None:
             return
+        self.binds.bound(conn)
         conn.session.window = account.window
         conn.session.on_window_full = "wait" if account.on_window_full == "wait" else "throttle"
         if conn.can_receive:
@@ -214,12 +251,24 @@ class Smsc:
         account = self.accounts.get(conn.system_id or "")
         if account is None:  # cannot happen: the session lets only bound clients submit
             return [Pdu(f"{p.command}_resp", p.sequence, Status.RSYSERR) for p in requests]
-        fault = None
-        if self.faults is not None:
-            fault = await self.faults.get(f"smpp:{account.system_id}")
-        if fault is not None:
-            return await self._handle_faulty(conn, account, requests, fault)
-        return list(await self.mt.handle(account, requests, None))
+        try:
+            fault = None
+            if self.faults is not None:
+                fault = await self.faults.get(f"smpp:{account.system_id}")
+            if fault is not None:
+                return await self._handle_faulty(conn, account, requests, fault)
+            return list(await self.mt.handle(account, requests, None))
+        except redis.exceptions.ResponseError as e:
+            if not store_full(e):
+                raise
+            # Redis refuses a script's first write when over maxmemory, so nothing of the
+            # batch was stored; the client may submit again once there is room.
+            log.warning(
+                "smpp %s: the store is full (maxmemory): %d request(s) answered RSYSERR",
+                conn.peer,
+                len(requests),
+            )
+            return [Pdu(f"{p.command}_resp", p.sequence, Status.RSYSERR) for p in requests]
 
     async def _handle_faulty(
         self, conn: Connection, account: Account, requests: list[Pdu], fault: ActiveFault
