@@ -141,8 +141,11 @@ def build_spec(endpoints: Sequence[Endpoint]) -> dict[str, Any]:
                 "content": _error_content(),
             }
         if e.method != "GET":
+            # An endpoint with a 507 of its own (a full queue) has both causes under one status.
+            own = op["responses"].get("507", {}).get("description")
+            full = "store_full: the store is full; nothing was applied"
             op["responses"]["507"] = {
-                "description": "The store is full: nothing was applied",
+                "description": full if own is None else f"{own}; or {full}",
                 "content": _error_content(),
             }
         paths.setdefault(e.path, {})[e.method.lower()] = op
