@@ -147,6 +147,8 @@ class Smsc:
     # --- lifecycle ------------------------------------------------------------------------
     async def start(self) -> tuple[str, int]:
         await self.queue.start()
+        if not self._shared:  # under workers the supervisor did it before spawning them
+            await self.mt.scheduled.recover()
         address = await self.server.start()
         self.binds.start(counts_binds=any(a.max_binds for a in self._smpp.accounts))
         for companion in self.companions:
@@ -164,6 +166,10 @@ class Smsc:
     def shared(self) -> bool:
         """Whether sibling worker processes serve the same accounts."""
         return self._shared
+
+    async def deliver_due(self, now: float) -> int:
+        """Scheduled MT due by `now`: delivered, or expired; for the server's sweeper."""
+        return await self.mt.scheduled.deliver_due(now)
 
     def new_message_id(self) -> str:
         return f"{self._prefix}{next(self._ids):08x}"
