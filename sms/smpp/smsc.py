@@ -13,6 +13,7 @@ needs from outside `sms/` comes in through the constructor, typed by `sms.ports`
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import secrets
 import time
@@ -34,9 +35,11 @@ from sms.smpp.bind_leases import BindLeases
 from sms.smpp.binds import BindGate
 from sms.smpp.constants import Status
 from sms.smpp.deliver_queue import DeliverQueue
+from sms.smpp.malformed import notification, stray_response, truncate, with_command_id
 from sms.smpp.mt import MtFlow, UssdHandler
-from sms.smpp.pdu import Pdu
-from sms.smpp.server import Connection, ServerSettings, SmscServer
+from sms.smpp.pdu import Pdu, make_pdu
+from sms.smpp.server import Connection, ConnectionLost, ServerSettings, SmscServer
+from sms.smpp.session import LocalProtocolError
 from sms.smpp.store import SmppStore
 
 
@@ -106,6 +109,7 @@ class Smsc:
         self.store = store
         self._smpp = smpp
         self._metrics = metrics
+        self._clock = clock
         self._prefix = secrets.token_hex(4)
         self._ids = itertools.count(1)
         self._counters: dict[tuple[str, str, int], Any] = {}
@@ -230,10 +234,12 @@ class Smsc:
         self, conn: Connection, account: Account, requests: list[Pdu], fault: ActiveFault
     ) -> list[Pdu | None]:
         """`handle` under a fault persona: throttled, dropped or refused submits, receipts as
-        the mix says, answers after the latency, an unbind after so many messages."""
+        the mix says, malformed PDUs, answers after the latency, an unbind after so many
+        messages."""
         mono = time.monotonic()
         early: dict[int, Pdu | None] = {}
         passed: list[Pdu] = []
+        misdeeds: list[tuple[int, str]] = []
         for i, pdu in enumerate(requests):
             if pdu.command not in ("submit_sm", "data_sm"):
                 passed.append(pdu)
@@ -244,11 +250,21 @@ class Smsc:
                 early[i] = None
             elif (status := fault.error_status()) is not None:
                 early[i] = Pdu(f"{pdu.command}_resp", pdu.sequence, status)
+            elif (kind := fault.malformed()) == "generic_nack":
+                early[i] = Pdu("generic_nack", pdu.sequence, Status.RSYSERR)
             else:
                 passed.append(pdu)
+                if kind is not None:
+                    misdeeds.append((i, kind))
         answered = iter(await self.mt.handle(account, passed, fault) if passed else [])
         responses = [early[i] if i in early else next(answered) for i in range(len(requests))]
         await asyncio.sleep(fault.latency_s())
+        for i, kind in misdeeds:
+            answer = responses[i]
+            if answer is not None and answer.status == Status.ROK:
+                misdeed = self._misbehave(conn, account, kind, requests[i], answer)
+                # Runs after the worker has written these responses.
+                self.queue.background(asyncio.create_task(misdeed))
         messages = sum(p.command in ("submit_sm", "data_sm") for p in requests)
         if messages:
             seen = self._bind_messages.get(conn, 0)
@@ -258,6 +274,23 @@ class Smsc:
                 # Runs after the worker has written these responses.
                 self.queue.background(asyncio.create_task(conn.unbind()))
         return responses
+
+    async def _misbehave(
+        self, conn: Connection, account: Account, kind: str, submit: Pdu, answer: Pdu
+    ) -> None:
+        """One `malformed` PDU besides the answer to `submit` (see `sms.smpp.malformed`)."""
+        message_id = str(answer.fields.get("message_id", ""))
+        with contextlib.suppress(ConnectionLost, LocalProtocolError, TimeoutError):
+            if kind == "unknown_sequence":
+                conn.write_unchecked(stray_response(submit, message_id), answer.command)
+            elif kind == "unknown_command":
+                await conn.request(make_pdu("enquire_link"), mangle=with_command_id)
+            else:
+                receivers = [conn] if conn.can_receive else self.queue.receivers(account.system_id)
+                if not receivers:
+                    return  # nobody to send a deliver_sm to
+                pdu = notification(submit, message_id, await self._clock.now())
+                await receivers[0].request(pdu, mangle=truncate if kind == "truncated" else None)
 
     # --- MO -------------------------------------------------------------------------------
     def system_id_for_short_number(self, number: str) -> str | None:
