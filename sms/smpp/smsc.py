@@ -1,12 +1,13 @@
 """The SMSC: the application behind `sms.smpp.server.SmscServer`, composed of one part per flow.
 
 - `sms.smpp.binds`: who may bind (passwords, bind types, max_binds over all workers, brakes);
-- `sms.smpp.mt`: submit_sm / data_sm into the inbox, query_sm, cancel_sm (rules in
-  `sms.smpp.submit_rules`);
+- `sms.smpp.mt`: submit_sm / data_sm into the inbox, query_sm, cancel_sm, replace_sm (rules in
+  `sms.smpp.submit_rules`; scheduled MT in `sms.smpp.scheduled`);
 - `sms.smpp.deliver_queue`: MO SMS, receipts and their retries out as deliver_sm;
 - USSD submit_sm go to `ussd_handler` (`sms.smpp.ussd_bridge` sets it).
 
-This module only wires them and applies the account's fault persona to a batch. Everything it
+This module only wires them and applies the account's fault persona to a batch (its
+`malformed` PDUs built by `sms.smpp.malformed`). Everything it
 needs from outside `sms/` comes in through the constructor, typed by `sms.ports`.
 """
 
