@@ -8,12 +8,13 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+import smpp34
 
 from ledger.embedded import EmbeddedRedis
 from sms.smpp.codec import DecodeError, decode
 from sms.smpp.constants import HEADER_LENGTH, CommandId, EsmClass, MessageState, Status
 from sms.smpp.esme import EsmeClient
-from sms.smpp.malformed import UNKNOWN_COMMAND_ID, UNKNOWN_TLV_TAG, stray_sequence
+from sms.smpp.malformed import KINDS, UNKNOWN_COMMAND_ID, UNKNOWN_TLV_TAG, stray_sequence
 from sms.smpp.pdu import Pdu, make_pdu
 from tests.integration.smpp_support import RawClient, Smsc, start_smsc
 from tests.integration.test_faults_smpp import bound
@@ -181,3 +182,28 @@ async def test_the_persona_is_checked_before_it_is_set(smsc: Smsc) -> None:
     await raw.send(submit(2))
     assert head(await frame(raw)) == (CommandId.submit_sm_resp, 0, 2)
     await raw.close()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_an_unmodified_third_party_esme_rides_out_each_kind(smsc: Smsc, kind: str) -> None:
+    await set_persona(smsc, {"malformed": {"kinds": [kind]}})
+    link = await smpp34.Client(smsc.host, smsc.port, "shop", "secret", bind_type="TRX").connect()
+    try:
+        first = await link.submit_sm(SUB, b"first")
+        refused = None
+    except smpp34.SmppError as e:
+        refused = str(e)
+    if kind == "unknown_tlv":
+        event = await asyncio.wait_for(link.next(), 5)
+        assert isinstance(event, smpp34.DeliverSmEvent)
+        assert UNKNOWN_TLV_TAG in [t.tag for t in event.tlvs]
+    await clear_persona(smsc)
+    after = await link.submit_sm(SUB, b"after")
+    await link.unbind()
+    assert after.is_success
+    if kind == "generic_nack":
+        assert refused is not None and "RSYSERR" in refused
+        assert await texts(smsc) == ["after"]
+    else:
+        assert refused is None and first.is_success
+        assert await texts(smsc) == ["first", "after"]

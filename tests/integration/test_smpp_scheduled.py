@@ -8,6 +8,8 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any, cast
 
 import pytest
+import redis.asyncio as aioredis
+import smpp34
 import smpplib.client
 import smpplib.command
 
@@ -17,6 +19,7 @@ from sms.smpp.esme import EsmeClient
 from sms.smpp.pdu import Pdu
 from sms.smpp.receipts import parse_receipt_text
 from sms.smpp.schedule import format_absolute, format_relative
+from sms.smpp.scheduled_store import ScheduledStore
 from tests.integration.smpp_support import Smsc, start_smsc, two_smscs
 
 SUB = "79161234567"
@@ -278,3 +281,55 @@ async def test_smpplib_queries_a_scheduled_message(smsc: Smsc) -> None:
     await smsc.api.advance(3600)
     delivered = await asyncio.to_thread(_smpplib_query, smsc.port, sent["message_id"])
     assert (enroute, delivered) == (MessageState.ENROUTE, MessageState.DELIVERED)
+
+
+async def test_smpp34_schedules_and_gets_its_receipts(smsc: Smsc) -> None:
+    """An unmodified third-party ESME: one message delivered at its time, one expired."""
+    link = await smpp34.Client(smsc.host, smsc.port, "shop", "secret", bind_type="TRX").connect()
+    on_time = await link.submit_sm(
+        SUB, b"on time", schedule_delivery_time=HOUR, registered_delivery=1
+    )
+    lapsing = await link.submit_sm(
+        SUB,
+        b"lapsing",
+        schedule_delivery_time=format_relative(7200),
+        validity_period=format_relative(7300),
+        registered_delivery=2,
+    )
+    assert on_time.is_success and lapsing.is_success
+    await smsc.api.advance(3600)
+    first = await asyncio.wait_for(link.next(), 10)
+    await smsc.api.advance(7200)
+    second = await asyncio.wait_for(link.next(), 10)
+    await link.unbind()
+    assert isinstance(first, smpp34.DeliverSmEvent) and isinstance(second, smpp34.DeliverSmEvent)
+    receipts = [parse_receipt_text(e.short_message.decode()) for e in (first, second)]
+    assert [(str(r.message_id), r.stat) for r in receipts] == [
+        (str(on_time.message_id), "DELIVRD"),
+        (str(lapsing.message_id), "EXPIRED"),
+    ]
+    assert await texts(smsc) == ["on time"]
+
+
+async def test_a_claim_a_dead_process_left_is_delivered_after_a_restart(
+    redis_server: EmbeddedRedis, redis_client: aioredis.Redis
+) -> None:
+    servers = cast("AsyncGenerator[Smsc, None]", start_smsc(redis_server.url))
+    smsc = await anext(servers)
+    try:
+        async with client(smsc) as c:
+            sent = await later(c)
+        # A worker takes it as due and dies before storing it anywhere.
+        claimed = await ScheduledStore(redis_client).claim("shop", float("inf"), 10)
+        assert len(claimed) == 1
+        await smsc.api.advance(7200)
+        assert await texts(smsc) == []
+        await servers.aclose()
+        servers = cast("AsyncGenerator[Smsc, None]", start_smsc(redis_server.url))
+        smsc = await anext(servers)
+        await smsc.api.advance(0)
+        async with client(smsc) as c:
+            assert await state(c, sent["message_id"]) == MessageState.DELIVERED
+        assert await texts(smsc) == ["later"]
+    finally:
+        await servers.aclose()
