@@ -314,6 +314,10 @@ class Runtime:
                 await self.deliver_due_documents()
             except Exception:  # as above; orders not yet taken are tried next round
                 log.warning("call detail notices failed", exc_info=True)
+            try:
+                await self.deliver_due_sms()
+            except Exception:  # as above; what is not yet claimed stays due
+                log.warning("scheduled SMPP delivery failed", exc_info=True)
             await self.recover_transfers()
 
     async def recover_transfers(self, reindex: bool = False) -> int:
@@ -339,6 +343,12 @@ class Runtime:
         if self.detail_notifier is None:
             return 0
         return await self.detail_notifier.deliver_due(await self.clock.now())
+
+    async def deliver_due_sms(self) -> int:
+        """Deliver (or expire) the scheduled MT due by now: any worker may take any of them."""
+        if self.smsc is None:
+            return 0
+        return await self.smsc.deliver_due(await self.clock.now())
 
     async def close(self) -> None:
         if self.smsc is not None:

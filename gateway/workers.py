@@ -43,6 +43,7 @@ from gateway.harness.faults import apply_config_personas, config_problems
 from gateway.harness.metrics import MULTIPROC_ENV
 from ledger.embedded import EmbeddedRedis, EmbeddedRedisError
 from ledger.store_client import open_store
+from sms.smpp.scheduled_store import ScheduledStore
 from sms.smpp.store import SmppStore
 
 log = logging.getLogger("ussdsim.workers")
@@ -306,6 +307,9 @@ async def _recover_deliveries(url: str, accounts: list[str]) -> None:
     client = open_store(url, max_connections=4)
     try:
         store = SmppStore(client)
+        claimed = await ScheduledStore(client).recover(accounts)
+        if claimed:
+            log.info("smpp: %d scheduled MT a previous run had claimed are due again", claimed)
         for account in accounts:
             moved = await store.recover_all(account)
             if moved:

@@ -113,6 +113,8 @@ class ActiveFault(Protocol):
 
     def receipt(self) -> tuple[str, float] | None: ...
 
+    def malformed(self) -> str | None: ...  # a kind from `sms.smpp.malformed.KINDS`, or None
+
 
 class FaultBook(Protocol):
     """The active fault personas by scope; the SMSC asks for `smpp:SYSTEM_ID`."""

@@ -27,6 +27,7 @@ async def clock(request: web.Request) -> web.Response:
         now = await runtime.virtual_clock.advance(float(body.advance_s))
         await runtime.ussd.sweep()
         await runtime.deliver_due_documents()
+        await runtime.deliver_due_sms()
     else:
         now = await runtime.clock.now()
     return json_response(

@@ -174,11 +174,28 @@ class Connection:
         self._writer.write(wire)
         return True
 
-    async def request(self, pdu: Pdu, timeout: float | None = None) -> Pdu:
-        """Send an SMSC request (deliver_sm, enquire_link, unbind) and wait for its response."""
-        return await self.send_request(pdu, timeout)
+    async def request(
+        self,
+        pdu: Pdu,
+        timeout: float | None = None,
+        mangle: Callable[[bytes], bytes] | None = None,
+    ) -> Pdu:
+        """Send an SMSC request (deliver_sm, enquire_link, unbind) and wait for its response;
+        `mangle` changes its octets on the way out (a fault persona's malformed PDUs), the
+        session still expecting the answer to the request it was."""
+        return await self.send_request(pdu, timeout, mangle)
 
-    def send_request(self, pdu: Pdu, timeout: float | None = None) -> Coroutine[Any, Any, Pdu]:
+    def write_unchecked(self, wire: bytes, command: str) -> None:
+        """Octets the session does not vet (a response to nothing, for a fault persona)."""
+        if not self.closed and self._write(wire):
+            self._tally("out", command, 0)
+
+    def send_request(
+        self,
+        pdu: Pdu,
+        timeout: float | None = None,
+        mangle: Callable[[bytes], bytes] | None = None,
+    ) -> Coroutine[Any, Any, Pdu]:
         """Write the request now and return what awaits its response (bounded by the timeout).
 
         The PDU is on the wire when this returns, so requests sent one after another reach the
@@ -188,6 +205,8 @@ class Connection:
             raise ConnectionLost(self.peer)
         pdu.sequence = self.session.next_sequence()
         wire = self.session.send(pdu)  # raises LocalProtocolError when the state forbids it
+        if mangle is not None:
+            wire = mangle(bytes(wire))
         future: asyncio.Future[Pdu] = self._loop.create_future()
         self._waiting[pdu.sequence] = future
         self._tally("out", pdu.command, pdu.status)

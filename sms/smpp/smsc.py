@@ -1,19 +1,21 @@
 """The SMSC: the application behind `sms.smpp.server.SmscServer`, composed of one part per flow.
 
 - `sms.smpp.binds`: who may bind (passwords, bind types, max_binds over all workers, brakes);
-- `sms.smpp.mt`: submit_sm / data_sm into the inbox, query_sm, cancel_sm (rules in
-  `sms.smpp.submit_rules`);
+- `sms.smpp.mt`: submit_sm / data_sm into the inbox, query_sm, cancel_sm, replace_sm (rules in
+  `sms.smpp.submit_rules`; scheduled MT in `sms.smpp.scheduled`);
 - `sms.smpp.deliver_queue`: MO SMS, receipts and their retries out as deliver_sm;
 - USSD submit_sm go to `ussd_handler` (`sms.smpp.ussd_bridge` sets it).
 
-This module only wires them, applies the account's fault persona to a batch, and answers a batch
-the store refused for memory with RSYSERR. Everything it
+This module only wires them, applies the account's fault persona to a batch (its `malformed` PDUs
+built by `sms.smpp.malformed`), and answers a batch the store refused for memory with RSYSERR.
+Everything it
 needs from outside `sms/` comes in through the constructor, typed by `sms.ports`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import secrets
@@ -40,9 +42,11 @@ from sms.smpp.bind_leases import BindLeases
 from sms.smpp.binds import BindGate
 from sms.smpp.constants import Status
 from sms.smpp.deliver_queue import DeliverQueue
+from sms.smpp.malformed import notification, stray_response, truncate, with_command_id
 from sms.smpp.mt import MtFlow, UssdHandler
-from sms.smpp.pdu import Pdu
-from sms.smpp.server import Connection, ServerSettings, SmscServer
+from sms.smpp.pdu import Pdu, make_pdu
+from sms.smpp.server import Connection, ConnectionLost, ServerSettings, SmscServer
+from sms.smpp.session import LocalProtocolError
 from sms.smpp.store import SmppStore
 
 log = logging.getLogger("ussdsim.smpp")
@@ -129,6 +133,7 @@ class Smsc:
         self.store = store
         self._smpp = smpp
         self._metrics = metrics
+        self._clock = clock
         self._prefix = secrets.token_hex(4)
         self._ids = itertools.count(1)
         self._counters: dict[tuple[str, str, int], Any] = {}
@@ -184,6 +189,8 @@ class Smsc:
     # --- lifecycle ------------------------------------------------------------------------
     async def start(self) -> tuple[str, int]:
         await self.queue.start()
+        if not self._shared:  # under workers the supervisor did it before spawning them
+            await self.mt.scheduled.recover()
         address = await self.server.start()
         self.binds.start(counts_binds=any(a.max_binds for a in self._smpp.accounts))
         for companion in self.companions:
@@ -201,6 +208,10 @@ class Smsc:
     def shared(self) -> bool:
         """Whether sibling worker processes serve the same accounts."""
         return self._shared
+
+    async def deliver_due(self, now: float) -> int:
+        """Scheduled MT due by `now`: delivered, or expired; for the server's sweeper."""
+        return await self.mt.scheduled.deliver_due(now)
 
     def new_message_id(self) -> str:
         return f"{self._prefix}{next(self._ids):08x}"
@@ -274,10 +285,12 @@ class Smsc:
         self, conn: Connection, account: Account, requests: list[Pdu], fault: ActiveFault
     ) -> list[Pdu | None]:
         """`handle` under a fault persona: throttled, dropped or refused submits, receipts as
-        the mix says, answers after the latency, an unbind after so many messages."""
+        the mix says, malformed PDUs, answers after the latency, an unbind after so many
+        messages."""
         mono = time.monotonic()
         early: dict[int, Pdu | None] = {}
         passed: list[Pdu] = []
+        misdeeds: list[tuple[int, str]] = []
         for i, pdu in enumerate(requests):
             if pdu.command not in ("submit_sm", "data_sm"):
                 passed.append(pdu)
@@ -288,11 +301,21 @@ class Smsc:
                 early[i] = None
             elif (status := fault.error_status()) is not None:
                 early[i] = Pdu(f"{pdu.command}_resp", pdu.sequence, status)
+            elif (kind := fault.malformed()) == "generic_nack":
+                early[i] = Pdu("generic_nack", pdu.sequence, Status.RSYSERR)
             else:
                 passed.append(pdu)
+                if kind is not None:
+                    misdeeds.append((i, kind))
         answered = iter(await self.mt.handle(account, passed, fault) if passed else [])
         responses = [early[i] if i in early else next(answered) for i in range(len(requests))]
         await asyncio.sleep(fault.latency_s())
+        for i, kind in misdeeds:
+            answer = responses[i]
+            if answer is not None and answer.status == Status.ROK:
+                misdeed = self._misbehave(conn, account, kind, requests[i], answer)
+                # Runs after the worker has written these responses.
+                self.queue.background(asyncio.create_task(misdeed))
         messages = sum(p.command in ("submit_sm", "data_sm") for p in requests)
         if messages:
             seen = self._bind_messages.get(conn, 0)
@@ -302,6 +325,23 @@ class Smsc:
                 # Runs after the worker has written these responses.
                 self.queue.background(asyncio.create_task(conn.unbind()))
         return responses
+
+    async def _misbehave(
+        self, conn: Connection, account: Account, kind: str, submit: Pdu, answer: Pdu
+    ) -> None:
+        """One `malformed` PDU besides the answer to `submit` (see `sms.smpp.malformed`)."""
+        message_id = str(answer.fields.get("message_id", ""))
+        with contextlib.suppress(ConnectionLost, LocalProtocolError, TimeoutError):
+            if kind == "unknown_sequence":
+                conn.write_unchecked(stray_response(submit, message_id), answer.command)
+            elif kind == "unknown_command":
+                await conn.request(make_pdu("enquire_link"), mangle=with_command_id)
+            else:
+                receivers = [conn] if conn.can_receive else self.queue.receivers(account.system_id)
+                if not receivers:
+                    return  # nobody to send a deliver_sm to
+                pdu = notification(submit, message_id, await self._clock.now())
+                await receivers[0].request(pdu, mangle=truncate if kind == "truncated" else None)
 
     # --- MO -------------------------------------------------------------------------------
     def system_id_for_short_number(self, number: str) -> str | None:
