@@ -33,7 +33,7 @@ from hypothesis.stateful import (
 
 from ledger.money import MoneyOps, MoneySettings, transfer_fee
 from ledger.offers import OfferOps
-from ledger.outcomes import Outcome
+from ledger.outcomes import Outcome, Result
 from ledger.service import Ledger, LedgerSettings
 from ledger.store_client import open_store
 from ledger.transfers import RECOVERY_GRACE_S, Intent, intents_key
@@ -74,7 +74,7 @@ class TransferMachine(RuleBasedStateMachine):
         self.paid = 0
         self.serial = 0
         self.args: dict[str, tuple[str, str, int]] = {}
-        # The refusal each declined id first answered (a refusal before any step 1).
+        # The refusal each declined id first answered (a refusal at step 1).
         self.declined: dict[str, Outcome] = {}
         self.run(self.client.flushall())
         for number, start, points in zip(NUMBERS, INITIAL, POINTS, strict=True):
@@ -149,9 +149,89 @@ class TransferMachine(RuleBasedStateMachine):
                 Outcome.BLOCKED,
                 Outcome.RECIPIENT_BLOCKED,
             )
-            if self.run(self.money.moves.intent(sender, transfer_id)) is None:
+            recorded = self.run(self.money.moves.intent(sender, transfer_id))
+            if sender == recipient:
+                assert recorded is None  # refused before the id is looked at
+                return transfer_id
+            # Refused at step 1 (declined) or by the recipient at step 2 (refunded).
+            assert recorded is not None and recorded.state in ("declined", "refunded")
+            if recorded.state == "declined":
                 self.declined[transfer_id] = result.outcome
         return transfer_id
+
+    @rule(
+        target=ids,
+        sender=numbers,
+        recipient=numbers,
+        amount=amounts,
+        top_up=st.sampled_from([0, 2500, 20_000]),
+        a_first=st.booleans(),
+    )
+    def same_id_twice_around_a_top_up(
+        self, sender: str, recipient: str, amount: int, top_up: int, a_first: bool
+    ) -> str:
+        """Calls A and B of one id: A claims and reads the books, a top-up lands, B claims and
+        reads them, then both reach step 1 in either order. Whichever gets there first fixes
+        the verdict; the other answers it, even where its own reads would decide otherwise."""
+        self.serial += 1
+        transfer_id = f"race{self.serial}"
+        self.args[transfer_id] = (sender, recipient, amount)
+        if sender == recipient:
+            return transfer_id
+        a, b = self.run(self._race(sender, recipient, amount, transfer_id, top_up, a_first))
+        if top_up:
+            self.paid += top_up
+        assert {a.outcome, b.outcome} == {a.outcome}, (a, b)
+        assert {**a.values, "duplicate": None} == {**b.values, "duplicate": None}, (a, b)
+        if a.ok:
+            assert sorted([a.values["duplicate"], b.values["duplicate"]]) == [False, True]
+        recorded = self.run(self.money.moves.intent(sender, transfer_id))
+        assert recorded is not None
+        if recorded.state == "declined":
+            self.declined[transfer_id] = a.outcome
+        return transfer_id
+
+    async def _race(
+        self,
+        sender: str,
+        recipient: str,
+        amount: int,
+        transfer_id: str,
+        top_up: int,
+        a_first: bool,
+    ) -> tuple[Result, Result]:
+        now = self.tick()
+        gates = {"a": asyncio.Event(), "b": asyncio.Event()}
+        tasks: dict[str, asyncio.Task[Result]] = {}
+        for name in ("a", "b"):
+            reached = asyncio.Event()
+
+            async def hold_back(
+                step: str, name: str = name, reached: asyncio.Event = reached
+            ) -> None:
+                if step == "checked":
+                    reached.set()
+                    await gates[name].wait()
+
+            ops = MoneyOps(self.client, CONFIG, between_steps=hold_back)
+            task = asyncio.ensure_future(
+                ops.transfer(sender, recipient, amount, now, "t", transfer_id)
+            )
+            tasks[name] = task
+            # Claimed and read the books, waiting just before step 1 (or already answered).
+            await asyncio.wait(
+                {task, asyncio.ensure_future(reached.wait())},
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+            if name == "a" and top_up:
+                paid = await self.money.apply_payment(
+                    sender, f"race-pay{self.serial}", top_up, "bank", now, "t"
+                )
+                assert paid.ok
+        for name in ("a", "b") if a_first else ("b", "a"):
+            gates[name].set()
+            await asyncio.wait({tasks[name]})
+        return tasks["a"].result(), tasks["b"].result()
 
     @rule(transfer_id=ids, same=st.booleans())
     def repeat(self, transfer_id: str, same: bool) -> None:
@@ -258,9 +338,12 @@ class TransferMachine(RuleBasedStateMachine):
     def each_id_is_credited_or_refunded_once(self) -> None:
         credited: dict[str, int] = {}
         refunded: dict[str, int] = {}
+        taken: set[str] = set()
         for number in NUMBERS:
             for entry in self.run(self.ledger.journal(number)):
                 transfer_id = str(entry.get("transfer_id"))
+                if entry["op"] in ("transfer_out", "points_gift_sent", "group_topup_out"):
+                    taken.add(transfer_id)
                 if entry["op"] in ("transfer_in", "points_gift_received", "group_topup_in"):
                     credited[transfer_id] = credited.get(transfer_id, 0) + 1
                 if entry["op"] in ("transfer_refund", "points_gift_refund", "group_topup_refund"):
@@ -269,6 +352,9 @@ class TransferMachine(RuleBasedStateMachine):
             got = (credited.get(intent.transfer_id, 0), refunded.get(intent.transfer_id, 0))
             if intent.state == "done":
                 assert got == (1, 0)
+            elif intent.state == "declined":
+                assert got == (0, 0)
+                assert intent.transfer_id not in taken, intent
             elif intent.state == "refunded":
                 assert got == (0, 1)
             else:
