@@ -36,8 +36,8 @@ from ledger.offers import OfferOps
 from ledger.outcomes import Outcome, Result
 from ledger.service import Ledger, LedgerSettings
 from ledger.store_client import open_store
-from ledger.transfers import RECOVERY_GRACE_S, Intent, intents_key
-from tests.crash_support import Crash, crash_at
+from ledger.transfers import RECOVERY_GRACE_S, Intent, StepHook, intents_key
+from tests.crash_support import Crash, assert_one_verdict, crash_at, race_to_step_one
 
 pytestmark = pytest.mark.both_backends
 
@@ -178,86 +178,26 @@ class TransferMachine(RuleBasedStateMachine):
         self.args[transfer_id] = (sender, recipient, amount)
         if sender == recipient:
             return transfer_id
-        a, b = self.run(self._race(sender, recipient, amount, transfer_id, top_up, a_first))
-        if top_up:
-            self.paid += top_up
-        assert {a.outcome, b.outcome} == {a.outcome}, (a, b)
-        assert {**a.values, "duplicate": None} == {**b.values, "duplicate": None}, (a, b)
-        if a.ok:
-            assert sorted([a.values["duplicate"], b.values["duplicate"]]) == [False, True]
+
+        async def land_top_up() -> None:
+            if top_up:
+                paid = await self.money.apply_payment(
+                    sender, f"race-pay{self.serial}", top_up, "bank", self.now, "t"
+                )
+                assert paid.ok
+                self.paid += top_up
+
+        def call(hook: StepHook) -> Awaitable[Result]:
+            ops = MoneyOps(self.client, CONFIG, between_steps=hook)
+            return ops.transfer(sender, recipient, amount, self.tick(), "t", transfer_id)
+
+        a, b = self.run(race_to_step_one(call, land_top_up, a_first))
+        assert_one_verdict(a, b)
         recorded = self.run(self.money.moves.intent(sender, transfer_id))
         assert recorded is not None
         if recorded.state == "declined":
             self.declined[transfer_id] = a.outcome
         return transfer_id
-
-    async def _race(
-        self,
-        sender: str,
-        recipient: str,
-        amount: int,
-        transfer_id: str,
-        top_up: int,
-        a_first: bool,
-    ) -> tuple[Result, Result]:
-        now = self.tick()
-        gates = {"a": asyncio.Event(), "b": asyncio.Event()}
-        tasks: dict[str, asyncio.Task[Result]] = {}
-        for name in ("a", "b"):
-            reached = asyncio.Event()
-
-            async def hold_back(
-                step: str, name: str = name, reached: asyncio.Event = reached
-            ) -> None:
-                if step == "checked":
-                    reached.set()
-                    await gates[name].wait()
-
-            ops = MoneyOps(self.client, CONFIG, between_steps=hold_back)
-            task = asyncio.ensure_future(
-                ops.transfer(sender, recipient, amount, now, "t", transfer_id)
-            )
-            tasks[name] = task
-            # Claimed and read the books, waiting just before step 1 (or already answered).
-            await asyncio.wait(
-                {task, asyncio.ensure_future(reached.wait())},
-                return_when=asyncio.FIRST_COMPLETED,
-            )
-            if name == "a" and top_up:
-                paid = await self.money.apply_payment(
-                    sender, f"race-pay{self.serial}", top_up, "bank", now, "t"
-                )
-                assert paid.ok
-        for name in ("a", "b") if a_first else ("b", "a"):
-            gates[name].set()
-            await asyncio.wait({tasks[name]})
-        return tasks["a"].result(), tasks["b"].result()
-
-    @rule(transfer_id=ids, same=st.booleans())
-    def repeat(self, transfer_id: str, same: bool) -> None:
-        sender, recipient, amount = self.args[transfer_id]
-        if sender == recipient:
-            return  # refused before the id is looked at
-        if not same:
-            amount += 1
-        known = self.run(self.money.moves.intent(sender, transfer_id))
-        result = self.run(
-            self.money.transfer(sender, recipient, amount, self.tick(), "t", transfer_id)
-        )
-        if not same:
-            assert result.outcome is Outcome.CONFLICT
-            return
-        if transfer_id in self.declined:
-            # A declined id keeps its first verdict, whatever the balances are now.
-            assert result.outcome is self.declined[transfer_id], result
-            return
-        if known is not None:
-            settled = self.run(self.money.moves.intent(sender, transfer_id))
-            assert settled is not None and not settled.pending
-            if result.ok:
-                assert result.values["duplicate"] and settled.state == "done"
-            else:
-                assert settled.state == "refunded"
 
     @rule(sender=numbers, recipient=numbers, points=st.sampled_from([1, 10, 60]), crash=crashes)
     def gift(self, sender: str, recipient: str, points: int, crash: str | None) -> None:
