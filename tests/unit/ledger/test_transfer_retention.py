@@ -487,3 +487,21 @@ async def test_a_sender_that_is_no_subscriber_keeps_its_refusals_under_a_ttl(
     again = await money.transfer(C, B, 1000, T0 + 2, "api", "u-1")
     assert (again.outcome, again.values) == (unknown.outcome, unknown.values)
     assert await count_ops(ledger, C, "transfer_out", "u-1") == 0
+
+
+async def test_a_refusal_kept_on_the_claim_by_an_earlier_version_still_stands(
+    ledger: Ledger, money: MoneyOps, redis_client: aioredis.Redis
+) -> None:
+    await make(ledger, A, B)
+    refusal = '{"outcome":"insufficient_funds","values":{"balance_kop":5,"needed_kop":1100}}'
+    stored = f"{T0 + RETENTION!r} transfer {A} {B} 1000\n{refusal}"
+    await redis_client.set(claim_key("old-1"), stored, ex=RETENTION)
+    again = await money.transfer(A, B, 1000, T0 + 1, "api", "old-1")
+    assert (again.outcome, again.values) == (
+        Outcome.INSUFFICIENT_FUNDS,
+        {"balance_kop": 5, "needed_kop": 1100},
+    )
+    # The sender's slot holds it now, as for any refusal, and no money moved.
+    record = await money.moves.intent(A, "old-1")
+    assert record is not None and record.state == "declined"
+    assert await balances(ledger, A, B) == (1_000_000, 1_000_000)
