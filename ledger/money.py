@@ -214,7 +214,7 @@ def _answer(result: Result) -> Answer:
 
 def _move_result(intent: Intent, duplicate: bool = False) -> Result:
     """What a closed move answers: its values when credited, the recipient's refusal when
-    refunded. The same intent always answers the same values."""
+    refunded, step 1's refusal when declined. The same intent always answers the same values."""
     outcome, values = intent.verdict
     if intent.state != "done":
         return Result(Outcome(outcome), values)
@@ -355,7 +355,9 @@ class MoneyOps:
         With a caller-chosen `transfer_id` the call is idempotent: the same id with the same
         arguments answers the first result again (`duplicate` true), the same id with other
         arguments is a `conflict` (reason `transfer_id_reused`); a declined transfer answers
-        its refusal again and never applies later, whatever changed since. That holds for
+        its refusal again and never applies later, whatever changed since, even to a call of
+        the id running at the same time (the verdict is fixed in the sender's slot, where the
+        money would be taken: `ledger.transfers`). That holds for
         `transfer_retention_s` of the ledger clock after the transfer closed; then the id is
         forgotten and names a new transfer. See `ledger.transfers` for the steps across cluster
         slots.
@@ -391,11 +393,10 @@ class MoneyOps:
             sender, recipient, transfer_id, amount, fee, now
         )
         if known is None and isinstance(claimed, Answer):
-            # Declined before: the same answer, even if a top-up would let it through now.
+            # Declined by an earlier version, which kept the refusal on the claim: it stands.
             refusal = claimed.result()
-        elif refusal is not None and fingerprint:
-            await self._moves.decline(transfer_id, fingerprint, _answer(refusal))
-        if refusal is not None:
+        if refusal is not None and (not fingerprint or refusal is _ID_REUSED):
+            # Nobody can repeat a generated id, and a reuse is no verdict of this id.
             # Only an entry this call added goes: one already there may be another caller's.
             if indexed:
                 await self._moves.unindex(sender, transfer_id)
@@ -415,10 +416,12 @@ class MoneyOps:
             day=utc_day(now),
             daily_limit=settings.transfer_daily_limit_kop,
             indexed=True,
+            # A refusal of a caller-chosen id is its verdict: step 1 records it in the sender's
+            # slot unless a concurrent call of the id got there first (then its verdict holds).
+            keep_refusal=bool(fingerprint),
+            refusal=None if refusal is None else _answer(refusal),
         )
         if isinstance(done, Answer):
-            if fingerprint:
-                await self._moves.decline(transfer_id, fingerprint, done)
             return _to_result(done)
         intent, created = done
         return _move_result(intent, duplicate=not created)

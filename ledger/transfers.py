@@ -13,6 +13,14 @@ group membership change is therefore three idempotent steps, each one script in 
 3. settle (sender's slot): close the intent with that verdict; a refused move is refunded there
    (journaled as `*_refund`). A closed intent never changes again.
 
+A caller-chosen id also keeps a refusal (`move` with `keep_refusal`): step 1 records it as a
+closed intent in state `declined` (nothing taken, no fee, no index entry left, never sent to the
+recipient). Step 1 is the one place where the money would be taken, in one script, so whichever
+call of an id runs it first fixes the id's verdict, applied or declined, and every other call of
+that id, concurrent or later, answers it; a top-up in between changes nothing. The record is
+forgotten with the closed intents (see Retention); a sender that is no subscriber has no later
+steps to forget it, so its keys, holding only such records, carry a Redis TTL of the window.
+
 Between the steps the money is in the intent: the sum of the balances plus the amounts of the
 pending intents never changes. The caller runs the three steps at once; when it dies between
 them, `recover` (the server's sweeper, and once at start) drives old intents forward. Every step
@@ -78,13 +86,16 @@ ORPHAN_AFTER_S: Final = 60.0
 MOVE_KINDS: Final = ("transfer", "points_gift", "group_topup")
 GROUP_KINDS: Final = ("group_add", "group_remove")
 OPEN: Final = "pending"
+# A caller-chosen id refused at step 1: closed from the start, nothing taken (`move`).
+DECLINED: Final = "declined"
 # How long closed state answers repeats (ledger-clock seconds), unless configured.
 DEFAULT_RETENTION_S: Final = 7 * 86400
 # At most this many entries per key for each call of `prune`.
 PRUNE_LIMIT: Final = 1000
 
-# Called with "held" after step 1 and "credited" after step 2: raising there stops the change
-# as a crash would (tests use it to leave intents for the recovery pass).
+# Called with "checked" just before step 1, "held" after it and "credited" after step 2: raising
+# there stops the change as a crash would (tests use it to leave intents for the recovery pass),
+# waiting there lets other calls run in between (tests use it to order concurrent calls).
 StepHook = Callable[[str], Awaitable[None]]
 
 _TRANSFER_ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.:-")
@@ -171,7 +182,7 @@ class Intent:
     recipient: str
     amount: int
     fee: int
-    state: str  # pending | done | refunded | refused
+    state: str  # pending | done | refunded | refused | declined
     created_at: float
     actor: str
     raw: dict[str, Any]
@@ -241,6 +252,10 @@ def _decode(raw: Any) -> Answer:
     return Answer(str(decoded["outcome"]), values if isinstance(values, dict) else {})
 
 
+def _verdict(answer: Answer) -> dict[str, Any]:
+    return {"outcome": answer.outcome, "values": answer.values}
+
+
 class CrossSlot:
     """The three steps, the driver that runs them, and the recovery pass."""
 
@@ -266,7 +281,6 @@ class CrossSlot:
         self._confirm = redis.register_script(_load("xfer_confirm.lua"))
         self._prune = redis.register_script(_load("xfer_prune.lua"))
         self._claim = redis.register_script(_load("xfer_claim.lua"))
-        self._decline = redis.register_script(_load("xfer_decline.lua"))
 
     async def _run(self, script: AsyncScript, keys_: list[str], args: list[str]) -> Answer:
         return _decode(await script(keys=keys_, args=args))
@@ -295,8 +309,8 @@ class CrossSlot:
 
     async def claim(self, transfer_id: str, fingerprint: str, now: float) -> bool | Answer:
         """Bind a caller-chosen id to its arguments for the retention window; False when it
-        names other ones within its window, the kept refusal when it was declined within it
-        (`decline`), else True.
+        names other ones within its window, else True, or the refusal an earlier version kept
+        on the claim (the sender's slot keeps them now: `move` with `keep_refusal`).
 
         Its own round trip: a script in a pipeline costs a SCRIPT EXISTS first on one Redis,
         is not supported by redis-py's cluster pipeline, and a raw EVALSHA there is not
@@ -308,12 +322,6 @@ class CrossSlot:
         if isinstance(claimed, str | bytes):
             return _decode(claimed)
         return bool(claimed)
-
-    async def decline(self, transfer_id: str, fingerprint: str, refusal: Answer) -> None:
-        """Keep the refusal of a claimed id: a repeat within the window answers it again and
-        never applies later, whatever changed since (a top-up, an unblock)."""
-        verdict = compact_json({"outcome": refusal.outcome, "values": refusal.values})
-        await self._decline(keys=[claim_key(transfer_id)], args=[fingerprint, verdict])
 
     async def intent(self, sender: str, transfer_id: str) -> Intent | None:
         raw = await self._redis.hget(intents_key(sender), transfer_id)
@@ -353,10 +361,19 @@ class CrossSlot:
         day: int = 0,
         daily_limit: int = 0,
         indexed: bool = False,
+        keep_refusal: bool = False,
+        refusal: Answer | None = None,
     ) -> tuple[Intent, bool] | Answer:
         """Steps 1-3 of a move: the closed intent and whether this call made it, or step 1's
-        refusal (nothing changed then). `indexed`: the caller already wrote the index entry
-        (`index_on`) and saw it answered."""
+        refusal (no money moved then). `indexed`: the caller already wrote the index entry
+        (`index_on`) and saw it answered.
+
+        `keep_refusal` (a caller-chosen id): step 1 records its refusal as a closed intent in
+        state `declined`, so the id keeps that verdict for the retention window. The verdict
+        is fixed by whichever call of the id runs step 1 first, applied or declined; a later
+        or concurrent call answers it (its closed intent, as a repeat). `refusal`: one the
+        caller decided from its own reads, recorded by step 1 unless the id has a verdict
+        already (then that verdict is the answer)."""
         args = [
             base_entry(sender, now, actor),
             transfer_id,
@@ -368,6 +385,9 @@ class CrossSlot:
             str(daily_limit),
             repr(float(now)),
             actor,
+            repr(self._retention_s),
+            "1" if keep_refusal else "0",
+            "" if refusal is None else compact_json(_verdict(refusal)),
         ]
         keys_ = self._sender_keys(sender)
         return await self._begin(self._hold, keys_, sender, transfer_id, args, now, indexed)
@@ -416,6 +436,7 @@ class CrossSlot:
         indexed: bool,
     ) -> tuple[Intent, bool] | Answer:
         shard, member = index_entry(sender, transfer_id)
+        await self._hook("checked")
         # Indexed before step 1: an intent never exists that recovery cannot find.
         if not indexed:
             await self._redis.zadd(shard, {member: float(now)}, nx=True)
@@ -463,8 +484,8 @@ class CrossSlot:
     async def _confirm_closed(self, intent: Intent) -> None:
         """The recipient may forget this intent's verdict once the intent expires."""
         expires = intent.expires
-        if expires is None:
-            return
+        if expires is None or intent.state == DECLINED:
+            return  # a declined one never reached the recipient
         recipient = intent.recipient
         await self._run(
             self._confirm,

@@ -3,9 +3,10 @@
 -- binding. The key's TTL (wall time) only gives the memory back (see ledger/transfers.py).
 -- KEYS: claim
 -- ARGV: fingerprint, now, expires, ttl in seconds
--- Stored as "<expires> <fingerprint>", then "\n<verdict JSON>" once the transfer was declined
--- (xfer_decline.lua). Returns 0 when the id names other arguments, the stored verdict when it
--- was declined within its window, else 1.
+-- Stored as "<expires> <fingerprint>". An earlier version added "\n<verdict JSON>" once the
+-- transfer was declined; such a verdict is still answered (the sender's slot keeps verdicts now,
+-- see xfer_hold.lua). Returns 0 when the id names other arguments, a kept verdict when there is
+-- one within its window, else 1.
 local raw = redis.call('GET', KEYS[1])
 local verdict = nil
 if raw then

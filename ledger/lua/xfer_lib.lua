@@ -24,8 +24,11 @@ end
 -- A pending intent is also in the sender's queue (scored by its creation time), so a recovery
 -- pass that lost the global index can still find it by scanning the queues. A closed one is in
 -- the sender's closed set instead, scored by when it may be forgotten (`expires`).
+-- Both keys are made persistent again: they may carry the TTL of save_declined.
 local function save_intent(intents_key, queue_key, closed_key, id, intent)
   redis.call('HSET', intents_key, id, cjson.encode(intent))
+  redis.call('PERSIST', intents_key)
+  redis.call('PERSIST', closed_key)
   if intent.state == 'pending' then
     redis.call('ZADD', queue_key, intent.created_at, id)
     redis.call('ZREM', closed_key, id)
@@ -33,6 +36,24 @@ local function save_intent(intents_key, queue_key, closed_key, id, intent)
     redis.call('ZREM', queue_key, id)
     redis.call('ZADD', closed_key, intent.expires, id)
   end
+end
+
+-- A declined id's record (xfer_hold.lua), a closed intent forgotten like the others. A sender
+-- that is no subscriber has no later steps to forget it: its keys, holding nothing but such
+-- records, get a Redis TTL of the window (wall time, only to give the memory back, as an id's
+-- claim does); any real intent of that number makes them persistent again (save_intent).
+local function save_declined(sub_key, intents_key, queue_key, closed_key, id, record, retention)
+  local lapsing = {}
+  if redis.call('EXISTS', sub_key) == 0 then
+    for _, key in ipairs({intents_key, closed_key}) do
+      -- -1: the key holds persistent state already; -2: it is new.
+      local ttl = redis.call('PTTL', key)
+      if ttl ~= -1 then lapsing[key] = ttl end
+    end
+  end
+  save_intent(intents_key, queue_key, closed_key, id, record)
+  local window_ms = math.ceil(retention * 1000)
+  for key, ttl in pairs(lapsing) do redis.call('PEXPIRE', key, math.max(ttl, window_ms)) end
 end
 
 -- Retention (ledger/transfers.py): closed state is forgotten once the ledger clock passes its

@@ -4,6 +4,7 @@ with other arguments is 409, and the ledger's refusals keep their statuses."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -123,6 +124,45 @@ async def test_a_declined_id_keeps_its_verdict_after_the_books_change(api: Api) 
     status, body = await post(api, transfer("poor-1", 6_000))
     assert status == 409 and body["error"]["code"] == "transfer_id_reused"
     assert (await post(api, transfer("rich-1")))[0] == 201
+
+
+async def test_calls_of_one_id_racing_a_top_up_answer_one_verdict(api: Api) -> None:
+    """Several clients send the same transfer at once while the sender is topped up: whichever
+    call decides first, every answer for the id is that verdict, and a 409 is never followed
+    by the money moving, then or on a later repeat."""
+    calls, rounds, start, top_up = 6, 7, 3_000, 10_000
+    await put(api, B, balance_kop=0)
+    applied = 0
+    for round_ in range(rounds):
+        sender, transfer_id = f"+7916444{round_:04d}", f"race-{round_}"
+        await put(api, sender, balance_kop=start)
+        body = transfer(transfer_id, sender=sender)
+        payment = {"payment_id": f"pay-{round_}", "amount_kop": top_up, "source": "bank"}
+        paying = api.call("POST", f"/v1/subscribers/{sender}/payments", payment, operator=True)
+        sending = [post(api, body) for _ in range(calls)]
+        # The top-up lands at another place among the calls each round.
+        place = round_ % (calls + 1)
+        results = await asyncio.gather(*sending[:place], paying, *sending[place:])
+        answers = results[:place] + results[place + 1 :]
+        assert results[place][0] == 201, results[place]
+        statuses = sorted(status for status, _ in answers)
+        verdict = answers[0][1]
+        assert all(answer == verdict for _, answer in answers), answers
+        declined = statuses[0] == 409
+        if declined:
+            assert statuses == [409] * calls, answers
+            assert verdict["error"]["code"] == "insufficient_funds"
+        else:
+            assert statuses == [200] * (calls - 1) + [201], answers
+            applied += 1
+        # Later, with the money there for certain, a repeat still answers the verdict.
+        assert await post(api, body) == (409 if declined else 200, verdict)
+        _, entries = await api.call("GET", f"/v1/subscribers/{sender}/journal", operator=True)
+        ops = [e["op"] for e in entries["entries"] if e.get("transfer_id") == transfer_id]
+        assert ops.count("transfer_out") == (0 if declined else 1)
+        taken = 0 if declined else 5_000 + FEE_KOP
+        assert await balance(api, sender) == start + top_up - taken
+    assert await balance(api, B) == applied * 5_000
 
 
 async def test_the_operator_token_is_required(api: Api) -> None:

@@ -23,12 +23,13 @@ from hypothesis.stateful import (
 
 from gateway.config import MoneyConfig
 from ledger.money import MoneyOps, MoneySettings
-from ledger.outcomes import Outcome
+from ledger.outcomes import Outcome, Result
 from ledger.service import Ledger, LedgerSettings
 from ledger.store_client import open_store
 from ledger.transfers import (
     RECOVERY_GRACE_S,
     Intent,
+    StepHook,
     applied_key,
     claim_key,
     closed_key,
@@ -37,7 +38,7 @@ from ledger.transfers import (
     verdict_expiry_key,
     verdict_field,
 )
-from tests.crash_support import Crash, crash_at
+from tests.crash_support import Crash, assert_one_verdict, crash_at, race_to_step_one
 
 pytestmark = pytest.mark.both_backends
 
@@ -292,7 +293,10 @@ class RetentionMachine(RuleBasedStateMachine):
         self.ledger = Ledger(self.client, LedgerSettings(scrypt_n=2**10), money=SETTINGS)
         self.money = self.ledger.money
         self.now = T0
+        self.paid = 0
         self.stale: list[Intent] = []
+        # Per id, the refusal it was declined with: (arguments, outcome, when).
+        self.declined: dict[str, tuple[tuple[str, str, int], Outcome, float]] = {}
         self.run(self.client.flushall())
         for number in NUMBERS:
             self.run(self.ledger.put(number, {"balance_kop": INITIAL}, T0, "t"))
@@ -320,12 +324,71 @@ class RetentionMachine(RuleBasedStateMachine):
     ) -> None:
         self.now += 1
         ops = self.money if crash is None else crashing(self.client, crash)
+        taken = self.run(count_ops(self.ledger, sender, "transfer_out", transfer_id))
         try:
-            self.run(ops.transfer(sender, recipient, amount, self.now, "t", transfer_id))
+            result = self.run(ops.transfer(sender, recipient, amount, self.now, "t", transfer_id))
         except Crash:
             left = self.run(self.money.moves.intent(sender, transfer_id))
             assert left is not None and left.pending
             self.stale.append(left)
+            return
+        self.check_verdict(transfer_id, (sender, recipient, amount), result, taken)
+
+    @rule(
+        sender=st.sampled_from(NUMBERS),
+        recipient=st.sampled_from(NUMBERS),
+        amount=amounts,
+        transfer_id=ids,
+        top_up=st.sampled_from([0, 1000, 60_000]),
+        a_first=st.booleans(),
+    )
+    def same_id_twice_around_a_top_up(
+        self,
+        sender: str,
+        recipient: str,
+        amount: int,
+        transfer_id: str,
+        top_up: int,
+        a_first: bool,
+    ) -> None:
+        """Two calls of a (maybe reused) id, the first reading the books before a top-up, the
+        second after it, reaching step 1 in either order: one verdict for both."""
+        self.now += 1
+        taken = self.run(count_ops(self.ledger, sender, "transfer_out", transfer_id))
+
+        async def land_top_up() -> None:
+            if top_up:
+                payment = f"pay-{self.now}"
+                assert (
+                    await self.money.apply_payment(sender, payment, top_up, "b", self.now, "t")
+                ).ok
+                self.paid += top_up
+
+        def call(hook: StepHook) -> Awaitable[Result]:
+            ops = MoneyOps(self.client, SETTINGS, between_steps=hook)
+            return ops.transfer(sender, recipient, amount, self.now, "t", transfer_id)
+
+        a, b = self.run(race_to_step_one(call, land_top_up, a_first))
+        assert_one_verdict(a, b)
+        self.check_verdict(transfer_id, (sender, recipient, amount), a, taken)
+
+    def check_verdict(
+        self, transfer_id: str, args: tuple[str, str, int], result: Result, taken: int
+    ) -> None:
+        """A declined id answers its refusal again for the window and takes no money; a refusal
+        that step 1 recorded now starts such a window."""
+        sender = args[0]
+        kept = self.declined.get(transfer_id)
+        if kept is not None and kept[0] == args and self.now < kept[2] + RETENTION:
+            assert result.outcome is kept[1], (result, kept)
+            now_taken = self.run(count_ops(self.ledger, sender, "transfer_out", transfer_id))
+            assert now_taken == taken
+            return
+        if result.ok or result.outcome is Outcome.CONFLICT or args[0] == args[1]:
+            return
+        recorded = self.run(self.money.moves.intent(sender, transfer_id))
+        if recorded is not None and recorded.state == "declined":
+            self.declined[transfer_id] = (args, result.outcome, recorded.created_at)
 
     @rule(msisdn=st.sampled_from(NUMBERS), block=st.booleans())
     def block(self, msisdn: str, block: bool) -> None:
@@ -366,7 +429,7 @@ class RetentionMachine(RuleBasedStateMachine):
         in_flight = sum(
             self.run(self.money.moves.held(i)) for i in self.run(self.money.moves.pending())
         )
-        assert sum(balances) + in_flight + fees_kept == INITIAL * len(NUMBERS)
+        assert sum(balances) + in_flight + fees_kept == INITIAL * len(NUMBERS) + self.paid
 
 
 def test_retention_keeps_the_books_through_reuse_and_late_steps(
@@ -378,3 +441,67 @@ def test_retention_keeps_the_books_through_reuse_and_late_steps(
         RetentionMachine,
         settings=settings(max_examples=examples, stateful_step_count=25, deadline=None),
     )
+
+
+async def test_a_declined_id_is_kept_for_the_window_then_forgotten(
+    ledger: Ledger, money: MoneyOps, redis_client: aioredis.Redis
+) -> None:
+    await make(ledger, A, balance_kop=500)
+    await make(ledger, B)
+    poor = await money.transfer(A, B, 1000, T0, "api", "d-1")
+    assert poor.outcome is Outcome.INSUFFICIENT_FUNDS
+    record = await money.moves.intent(A, "d-1")
+    assert record is not None and (record.state, record.fee, record.in_flight) == ("declined", 0, 0)
+    assert await transfer_keys(redis_client, A) == {
+        "intents": 1,
+        "closed": 1,
+        "queue": 0,
+        "verdicts": 0,
+        "verdict_expiry": 0,
+    }
+    assert await money.moves.pending() == []
+    await money.apply_payment(A, "p-1", 100_000, "bank", T0 + 1, "t")
+    again = await money.transfer(A, B, 1000, T0 + RETENTION - 1, "api", "d-1")
+    assert (again.outcome, again.values) == (poor.outcome, poor.values)
+    assert await count_ops(ledger, A, "transfer_out", "d-1") == 0
+    # Past the window the record goes like any closed intent, and the id is new.
+    await money.prune_transfers(A, T0 + RETENTION)
+    assert (await transfer_keys(redis_client, A))["intents"] == 0
+    assert (await money.transfer(A, B, 1000, T0 + RETENTION + 1, "api", "d-1")).ok
+
+
+async def test_a_sender_that_is_no_subscriber_keeps_its_refusals_under_a_ttl(
+    ledger: Ledger, money: MoneyOps, redis_client: aioredis.Redis
+) -> None:
+    await make(ledger, B)
+    unknown = await money.transfer(C, B, 1000, T0, "api", "u-1")
+    assert unknown.outcome is Outcome.UNKNOWN_SUBSCRIBER
+    # Nothing of C's ever runs a step to forget the record: its keys give the memory back.
+    for key in (intents_key(C), closed_key(C)):
+        assert 0 < int(await redis_client.ttl(key)) <= RETENTION
+    # Once C is a subscriber its keys hold real state: they stay, and so does the verdict.
+    await make(ledger, C)
+    assert (await money.transfer(C, B, 1000, T0 + 1, "api", "u-2")).ok
+    for key in (intents_key(C), closed_key(C)):
+        assert int(await redis_client.ttl(key)) == -1
+    again = await money.transfer(C, B, 1000, T0 + 2, "api", "u-1")
+    assert (again.outcome, again.values) == (unknown.outcome, unknown.values)
+    assert await count_ops(ledger, C, "transfer_out", "u-1") == 0
+
+
+async def test_a_refusal_kept_on_the_claim_by_an_earlier_version_still_stands(
+    ledger: Ledger, money: MoneyOps, redis_client: aioredis.Redis
+) -> None:
+    await make(ledger, A, B)
+    refusal = '{"outcome":"insufficient_funds","values":{"balance_kop":5,"needed_kop":1100}}'
+    stored = f"{T0 + RETENTION!r} transfer {A} {B} 1000\n{refusal}"
+    await redis_client.set(claim_key("old-1"), stored, ex=RETENTION)
+    again = await money.transfer(A, B, 1000, T0 + 1, "api", "old-1")
+    assert (again.outcome, again.values) == (
+        Outcome.INSUFFICIENT_FUNDS,
+        {"balance_kop": 5, "needed_kop": 1100},
+    )
+    # The sender's slot holds it now, as for any refusal, and no money moved.
+    record = await money.moves.intent(A, "old-1")
+    assert record is not None and record.state == "declined"
+    assert await balances(ledger, A, B) == (1_000_000, 1_000_000)

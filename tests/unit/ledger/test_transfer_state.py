@@ -33,11 +33,11 @@ from hypothesis.stateful import (
 
 from ledger.money import MoneyOps, MoneySettings, transfer_fee
 from ledger.offers import OfferOps
-from ledger.outcomes import Outcome
+from ledger.outcomes import Outcome, Result
 from ledger.service import Ledger, LedgerSettings
 from ledger.store_client import open_store
-from ledger.transfers import RECOVERY_GRACE_S, Intent, intents_key
-from tests.crash_support import Crash, crash_at
+from ledger.transfers import RECOVERY_GRACE_S, Intent, StepHook, intents_key
+from tests.crash_support import Crash, assert_one_verdict, crash_at, race_to_step_one
 
 pytestmark = pytest.mark.both_backends
 
@@ -74,7 +74,7 @@ class TransferMachine(RuleBasedStateMachine):
         self.paid = 0
         self.serial = 0
         self.args: dict[str, tuple[str, str, int]] = {}
-        # The refusal each declined id first answered (a refusal before any step 1).
+        # The refusal each declined id first answered (a refusal at step 1).
         self.declined: dict[str, Outcome] = {}
         self.run(self.client.flushall())
         for number, start, points in zip(NUMBERS, INITIAL, POINTS, strict=True):
@@ -149,35 +149,55 @@ class TransferMachine(RuleBasedStateMachine):
                 Outcome.BLOCKED,
                 Outcome.RECIPIENT_BLOCKED,
             )
-            if self.run(self.money.moves.intent(sender, transfer_id)) is None:
+            recorded = self.run(self.money.moves.intent(sender, transfer_id))
+            if sender == recipient:
+                assert recorded is None  # refused before the id is looked at
+                return transfer_id
+            # Refused at step 1 (declined) or by the recipient at step 2 (refunded).
+            assert recorded is not None and recorded.state in ("declined", "refunded")
+            if recorded.state == "declined":
                 self.declined[transfer_id] = result.outcome
         return transfer_id
 
-    @rule(transfer_id=ids, same=st.booleans())
-    def repeat(self, transfer_id: str, same: bool) -> None:
-        sender, recipient, amount = self.args[transfer_id]
+    @rule(
+        target=ids,
+        sender=numbers,
+        recipient=numbers,
+        amount=amounts,
+        top_up=st.sampled_from([0, 2500, 20_000]),
+        a_first=st.booleans(),
+    )
+    def same_id_twice_around_a_top_up(
+        self, sender: str, recipient: str, amount: int, top_up: int, a_first: bool
+    ) -> str:
+        """Calls A and B of one id: A claims and reads the books, a top-up lands, B claims and
+        reads them, then both reach step 1 in either order. Whichever gets there first fixes
+        the verdict; the other answers it, even where its own reads would decide otherwise."""
+        self.serial += 1
+        transfer_id = f"race{self.serial}"
+        self.args[transfer_id] = (sender, recipient, amount)
         if sender == recipient:
-            return  # refused before the id is looked at
-        if not same:
-            amount += 1
-        known = self.run(self.money.moves.intent(sender, transfer_id))
-        result = self.run(
-            self.money.transfer(sender, recipient, amount, self.tick(), "t", transfer_id)
-        )
-        if not same:
-            assert result.outcome is Outcome.CONFLICT
-            return
-        if transfer_id in self.declined:
-            # A declined id keeps its first verdict, whatever the balances are now.
-            assert result.outcome is self.declined[transfer_id], result
-            return
-        if known is not None:
-            settled = self.run(self.money.moves.intent(sender, transfer_id))
-            assert settled is not None and not settled.pending
-            if result.ok:
-                assert result.values["duplicate"] and settled.state == "done"
-            else:
-                assert settled.state == "refunded"
+            return transfer_id
+
+        async def land_top_up() -> None:
+            if top_up:
+                paid = await self.money.apply_payment(
+                    sender, f"race-pay{self.serial}", top_up, "bank", self.now, "t"
+                )
+                assert paid.ok
+                self.paid += top_up
+
+        def call(hook: StepHook) -> Awaitable[Result]:
+            ops = MoneyOps(self.client, CONFIG, between_steps=hook)
+            return ops.transfer(sender, recipient, amount, self.tick(), "t", transfer_id)
+
+        a, b = self.run(race_to_step_one(call, land_top_up, a_first))
+        assert_one_verdict(a, b)
+        recorded = self.run(self.money.moves.intent(sender, transfer_id))
+        assert recorded is not None
+        if recorded.state == "declined":
+            self.declined[transfer_id] = a.outcome
+        return transfer_id
 
     @rule(sender=numbers, recipient=numbers, points=st.sampled_from([1, 10, 60]), crash=crashes)
     def gift(self, sender: str, recipient: str, points: int, crash: str | None) -> None:
@@ -258,9 +278,12 @@ class TransferMachine(RuleBasedStateMachine):
     def each_id_is_credited_or_refunded_once(self) -> None:
         credited: dict[str, int] = {}
         refunded: dict[str, int] = {}
+        taken: set[str] = set()
         for number in NUMBERS:
             for entry in self.run(self.ledger.journal(number)):
                 transfer_id = str(entry.get("transfer_id"))
+                if entry["op"] in ("transfer_out", "points_gift_sent", "group_topup_out"):
+                    taken.add(transfer_id)
                 if entry["op"] in ("transfer_in", "points_gift_received", "group_topup_in"):
                     credited[transfer_id] = credited.get(transfer_id, 0) + 1
                 if entry["op"] in ("transfer_refund", "points_gift_refund", "group_topup_refund"):
@@ -269,6 +292,9 @@ class TransferMachine(RuleBasedStateMachine):
             got = (credited.get(intent.transfer_id, 0), refunded.get(intent.transfer_id, 0))
             if intent.state == "done":
                 assert got == (1, 0)
+            elif intent.state == "declined":
+                assert got == (0, 0)
+                assert intent.transfer_id not in taken, intent
             elif intent.state == "refunded":
                 assert got == (0, 1)
             else:
