@@ -16,6 +16,7 @@ from gateway.config import Config
 from gateway.http.app import build_app
 from gateway.http.limits import GatewayRunner
 from gateway.runtime import Runtime
+from sms.smpp.tls import TlsFiles
 
 log = logging.getLogger("ussdsim")
 
@@ -70,6 +71,9 @@ def _announce(runtime: Runtime, bound: tuple[str, int]) -> None:
         smpp_host, smpp_port = runtime.smsc.server.address
         accounts = ", ".join(a.system_id for a in config.smpp.accounts)
         print(f"ussdsim: SMPP on {smpp_host}:{smpp_port}  accounts: {accounts}", flush=True)
+        tls_address = runtime.smsc.server.tls_address
+        if tls_address is not None and runtime.smpp_tls is not None:
+            announce_tls(f"{tls_address[0]}:{tls_address[1]}", runtime.smpp_tls)
     else:
         print("ussdsim: SMPP off (no smpp.accounts configured)", flush=True)
     if config.admin_token is None:
@@ -79,6 +83,15 @@ def _announce(runtime: Runtime, bound: tuple[str, int]) -> None:
             f"{runtime.admin_token}",
             flush=True,
         )
+
+
+def announce_tls(address: str, files: TlsFiles) -> None:
+    """The TLS listener and the SHA-256 fingerprint a client can pin (or compare)."""
+    print(
+        f"ussdsim: SMPP over TLS on {address}  certificate: {files.cert}  "
+        f"SHA-256 fingerprint: {files.fingerprint()}",
+        flush=True,
+    )
 
 
 async def tag_worker(request: web.Request, response: web.StreamResponse) -> None:

@@ -41,7 +41,9 @@ from gateway.harness.faults import apply_config_personas, config_problems
 from gateway.harness.metrics import MULTIPROC_ENV
 from ledger.embedded import EmbeddedRedis, EmbeddedRedisError
 from ledger.store_client import open_store
+from sms.config import SmppConfig
 from sms.smpp.store import SmppStore
+from sms.smpp.tls import TlsFiles
 
 log = logging.getLogger("ussdsim.workers")
 
@@ -75,6 +77,7 @@ class Supervisor:
     _metrics_dir: str | None = None
     _stop_signal: int | None = None
     _respawns: list[float] = field(default_factory=list)
+    tls_files: TlsFiles | None = None  # the certificate of smpp.tls_listen, when it is on
 
     # --- the run ----------------------------------------------------------------------------
     def run(self) -> int:
@@ -107,6 +110,8 @@ class Supervisor:
         smpp = config.smpp
         if smpp.accounts:
             smpp = smpp.model_copy(update={"listen": self._settle_port(smpp.listen)})
+            if smpp.tls_listen is not None:
+                smpp = self._settle_tls(config, smpp)
         url = config.redis.url
         if url == "embedded":
             fsync = "always" if config.redis.durability == "strict" else "everysec"
@@ -128,6 +133,25 @@ class Supervisor:
                 "http": http,
                 "smpp": smpp,
                 "admin_token": config.admin_token or secrets.token_urlsafe(24),
+            }
+        )
+
+    def _settle_tls(self, config: Config, smpp: SmppConfig) -> SmppConfig:
+        """One TLS port and one certificate for every worker: a self-signed pair is generated
+        here, once, and the workers are handed its files."""
+        from gateway.runtime import StartupError, smpp_tls_files
+
+        try:
+            files = smpp_tls_files(config)
+        except StartupError as e:
+            raise SupervisorError(f"smpp.tls_listen: {e}") from e
+        assert files is not None and smpp.tls_listen is not None
+        self.tls_files = files
+        return smpp.model_copy(
+            update={
+                "tls_listen": self._settle_port(smpp.tls_listen),
+                "tls_cert": str(files.cert.resolve()),
+                "tls_key": str(files.key.resolve()),
             }
         )
 
@@ -258,6 +282,10 @@ class Supervisor:
         if worker_config.smpp.accounts:
             accounts = ", ".join(a.system_id for a in worker_config.smpp.accounts)
             print(f"ussdsim: SMPP on {worker_config.smpp.listen}  accounts: {accounts}", flush=True)
+            if worker_config.smpp.tls_listen is not None and self.tls_files is not None:
+                from gateway.server import announce_tls
+
+                announce_tls(worker_config.smpp.tls_listen, self.tls_files)
         else:
             print("ussdsim: SMPP off (no smpp.accounts configured)", flush=True)
         if self.config.admin_token is None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from shared.settings import StrictSection, split_hostport
 
@@ -55,6 +55,11 @@ class SmppUpstream(StrictSection):
 
 class SmppConfig(StrictSection):
     listen: str = "127.0.0.1:2775"
+    # The same SMSC over TLS on a second address (e.g. "127.0.0.1:3550"); off when unset.
+    tls_listen: str | None = None
+    # PEM files; both or neither. Neither: a self-signed pair generated once into the data dir.
+    tls_cert: str | None = None
+    tls_key: str | None = None
     accounts: list[SmppAccount] = Field(default_factory=list)
     inactivity_s: float = Field(default=120, gt=0)
     enquire_interval_s: float = Field(default=30, gt=0)
@@ -71,11 +76,18 @@ class SmppConfig(StrictSection):
     bind_fail_system_id_limit: int = Field(default=20, ge=0)
     bind_fail_window_s: int = Field(default=300, ge=1)
 
-    @field_validator("listen")
+    @field_validator("listen", "tls_listen")
     @classmethod
-    def _listen(cls, v: str) -> str:
-        split_hostport(v)
+    def _listen(cls, v: str | None) -> str | None:
+        if v is not None:
+            split_hostport(v)
         return v
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> SmppConfig:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("smpp.tls_cert and smpp.tls_key go together: give both or neither")
+        return self
 
     @field_validator("accounts")
     @classmethod
@@ -91,6 +103,10 @@ class SmppConfig(StrictSection):
     @property
     def host_port(self) -> tuple[str, int]:
         return split_hostport(self.listen)
+
+    @property
+    def tls_host_port(self) -> tuple[str, int] | None:
+        return split_hostport(self.tls_listen) if self.tls_listen is not None else None
 
 
 class ShortNumber(StrictSection):

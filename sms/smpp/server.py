@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -56,6 +57,8 @@ class ServerSettings:
     reuse_port: bool = False  # several processes share the port (SO_REUSEPORT)
     bind_timeout_s: float = 30.0  # a connection that has not bound by then is closed
     max_connections_per_ip: int = 0  # 0: no limit
+    tls_host: str | None = None  # the same SMSC over TLS on this address too, when set
+    tls_port: int = 0
 
 
 class SmscApplication(Protocol):
@@ -487,10 +490,14 @@ class Connection:
 
 
 class SmscServer:
-    def __init__(self, settings: ServerSettings, app: SmscApplication) -> None:
+    def __init__(
+        self, settings: ServerSettings, app: SmscApplication, tls: ssl.SSLContext | None = None
+    ) -> None:
         self.settings = settings
         self._app = app
+        self._tls = tls
         self._server: asyncio.Server | None = None
+        self._tls_server: asyncio.Server | None = None
         self.connections: set[Connection] = set()
         self._handlers: set[asyncio.Task[None]] = set()
         self.on_connection: Callable[[Connection], None] | None = None
@@ -503,14 +510,39 @@ class SmscServer:
         host, port = self._server.sockets[0].getsockname()[:2]
         return str(host), int(port)
 
+    @property
+    def tls_address(self) -> tuple[str, int] | None:
+        """Where the TLS listener is, once started; None when there is none."""
+        if self._tls_server is None or not self._tls_server.sockets:
+            return None
+        host, port = self._tls_server.sockets[0].getsockname()[:2]
+        return str(host), int(port)
+
     async def start(self) -> tuple[str, int]:
+        settings = self.settings
         self._server = await asyncio.start_server(
             self._serve,
-            self.settings.host,
-            self.settings.port,
+            settings.host,
+            settings.port,
             reuse_address=True,
-            reuse_port=self.settings.reuse_port or None,
+            reuse_port=settings.reuse_port or None,
         )
+        if self._tls is not None and settings.tls_host is not None:
+            try:
+                # Connections over TLS are the same Connection once the handshake is done; a
+                # client that never finishes it is dropped like one that never binds.
+                self._tls_server = await asyncio.start_server(
+                    self._serve,
+                    settings.tls_host,
+                    settings.tls_port,
+                    ssl=self._tls,
+                    ssl_handshake_timeout=min(settings.bind_timeout_s, 60.0),
+                    reuse_address=True,
+                    reuse_port=settings.reuse_port or None,
+                )
+            except BaseException:
+                self._server.close()
+                raise
         return self.address
 
     def bound(self, system_id: str) -> list[Connection]:
@@ -550,8 +582,9 @@ class SmscServer:
 
     async def close(self) -> None:
         """Stop listening, unbind every client, and wait for their connections to end."""
-        if self._server is not None:
-            self._server.close()
+        for server in (self._server, self._tls_server):
+            if server is not None:
+                server.close()
         conns = list(self.connections)
         if conns:
             await asyncio.gather(*(c.unbind() for c in conns), return_exceptions=True)
@@ -560,6 +593,7 @@ class SmscServer:
             )
         for task in list(self._handlers):
             task.cancel()
-        if self._server is not None:
-            with contextlib.suppress(Exception):
-                await self._server.wait_closed()
+        for server in (self._server, self._tls_server):
+            if server is not None:
+                with contextlib.suppress(Exception):
+                    await server.wait_closed()

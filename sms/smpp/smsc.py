@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import secrets
+import ssl
 import time
 import weakref
 from typing import Any, Protocol
@@ -71,7 +72,8 @@ class Smsc:
 
     `workers`: the server processes sharing the port and the store (`serve --workers N`);
     `region`: how national numbers are read; `faults` and `abuse`: fault personas and the
-    failed-bind brake, when the server runs them. Two hooks are filled in by the USSD bridge
+    failed-bind brake, when the server runs them; `tls`: the context of the `smpp.tls_listen`
+    listener (`sms.smpp.tls`). Two hooks are filled in by the USSD bridge
     (`sms.smpp.ussd_bridge`), which is built on this object: `ussd_handler` and `companions`.
     """
 
@@ -88,8 +90,10 @@ class Smsc:
         metrics: Metrics,
         faults: FaultBook | None = None,
         abuse: AbuseLimits | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         host, port = smpp.host_port
+        tls_host, tls_port = smpp.tls_host_port or (None, 0)
         self.settings = ServerSettings(
             host=host,
             port=port,
@@ -100,9 +104,11 @@ class Smsc:
             reuse_port=workers > 1,
             bind_timeout_s=smpp.bind_timeout_s,
             max_connections_per_ip=smpp.max_connections_per_ip,
+            tls_host=tls_host if tls is not None else None,
+            tls_port=tls_port,
         )
         self.accounts = AccountBook(account_from_config(a) for a in smpp.accounts)
-        self.server = SmscServer(self.settings, self)
+        self.server = SmscServer(self.settings, self, tls)
         self.store = store
         self._smpp = smpp
         self._metrics = metrics
