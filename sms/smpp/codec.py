@@ -140,7 +140,7 @@ def _read_field(reader: _Reader, f: Field, counts: Mapping[str, int]) -> Any:
         return reader.cstring(f)
     size = counts[f.length_field] if f.length_field else 0
     if size > f.max_len:
-        raise _BodyError(f.invalid, f"{f.name}: {size} exceeds {f.max_len}")
+        raise _BodyError(f.too_many or f.invalid, f"{f.name}: {size} exceeds {f.max_len}")
     if f.kind is Kind.OCTETS:
         return reader.take(size, f.name)
     return [_read_item(reader, f) for _ in range(size)]

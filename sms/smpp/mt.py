@@ -1,4 +1,5 @@
-"""The way in from the ESMEs: submit_sm / data_sm to a subscriber, query_sm, cancel_sm.
+"""The way in from the ESMEs: submit_sm / data_sm / submit_multi to subscribers, query_sm,
+cancel_sm.
 
 A message lands in the subscriber's inbox (data_coding 0/1/3/6/8, UDH or SAR parts reassembled,
 message_payload accepted); a whole batch is stored with one Redis call, its sms.mt events in the
@@ -23,6 +24,7 @@ from shared.errors import ApiError
 from sms.config import SmppConfig
 from sms.encoding import plan_sms
 from sms.ports import ActiveFault, Clock, EventLog, Metrics, SubscriberDirectory
+from sms.smpp import multi
 from sms.smpp.accounts import Account
 from sms.smpp.constants import MessageState, Status
 from sms.smpp.deliver_queue import DeliverQueue
@@ -152,6 +154,13 @@ class MtFlow:
                         await self._accept(account, ready, requests, responses, now, fault)
                         ready = []
                     responses[i] = await self._part(account, pdu, now)
+                elif command == "submit_multi":
+                    if bucket is not None and not bucket.allow(mono):
+                        raise Refusal(Status.RTHROTTLED)
+                    if ready:  # stored first, as before a long message's part
+                        await self._accept(account, ready, requests, responses, now, fault)
+                        ready = []
+                    responses[i] = await self._multi(account, pdu, now, fault)
                 elif command == "query_sm":
                     responses[i] = await self._query(account, pdu)
                 elif command == "cancel_sm":
@@ -172,7 +181,7 @@ class MtFlow:
     async def _shared_budget(self, account: Account, requests: list[Pdu]) -> _Budget:
         """How many of this batch's messages the account's max_tps lets through, counted over
         all workers (one bucket in Redis) rather than per process."""
-        wanted = sum(p.command in ("submit_sm", "data_sm") for p in requests)
+        wanted = sum(p.command in ("submit_sm", "data_sm", "submit_multi") for p in requests)
         if not wanted:
             return _Budget(0)
         rate = account.max_tps
@@ -433,6 +442,39 @@ class MtFlow:
         record.state, record.done, record.pending = int(MessageState.DELETED), now, ""
         await self._store.save_record(message_id, record)
         return Pdu("cancel_sm_resp", pdu.sequence)
+
+    async def _multi(
+        self, account: Account, pdu: Pdu, now: float, fault: ActiveFault | None
+    ) -> Pdu:
+        """submit_multi: what concerns the whole PDU (source, text) refuses it whole; each
+        destination then passes submit_sm's checks or is listed in `unsuccess_sme`."""
+        if is_ussd(pdu):
+            raise Refusal(Status.RINVSERTYP)  # a USSD dialogue has one subscriber
+        entries = multi.destinations(pdu)
+        sender_of(account, pdu)
+        octets, is_part = message_octets(pdu)
+        if is_part:
+            raise Refusal(Status.RSUBMITFAIL)
+        message_text(octets, int(pdu.fields.get("data_coding", 0)))
+        message_id = self._new_message_id()
+        singles = [multi.as_submit_sm(pdu, entry) for entry in entries]
+        ready: list[_Prepared] = []
+        refused: list[dict[str, Any]] = []
+        for n, (entry, single) in enumerate(zip(entries, singles, strict=True)):
+            if multi.is_list(entry):
+                refused.append(multi.unsuccess(entry, Status.RINVDLNAME))
+                continue
+            try:
+                prepared = await self._prepare(account, single, n, now)
+            except Refusal as r:
+                refused.append(multi.unsuccess(entry, r.status))
+                continue
+            if prepared is not None:
+                ready.append(replace(prepared, message_id=message_id))
+        if ready:
+            answered: list[Pdu | None] = [None] * len(singles)
+            await self._accept(account, ready, singles, answered, now, fault)
+        return multi.multi_resp(pdu.sequence, message_id, refused)
 
     async def _ussd(self, account: Account, pdu: Pdu, now: float) -> Pdu:
         if self.ussd_handler is None:

@@ -235,7 +235,7 @@ class Smsc:
         early: dict[int, Pdu | None] = {}
         passed: list[Pdu] = []
         for i, pdu in enumerate(requests):
-            if pdu.command not in ("submit_sm", "data_sm"):
+            if pdu.command not in ("submit_sm", "data_sm", "submit_multi"):
                 passed.append(pdu)
                 continue
             if fault.throttled(mono):
@@ -249,7 +249,7 @@ class Smsc:
         answered = iter(await self.mt.handle(account, passed, fault) if passed else [])
         responses = [early[i] if i in early else next(answered) for i in range(len(requests))]
         await asyncio.sleep(fault.latency_s())
-        messages = sum(p.command in ("submit_sm", "data_sm") for p in requests)
+        messages = sum(p.command in ("submit_sm", "data_sm", "submit_multi") for p in requests)
         if messages:
             seen = self._bind_messages.get(conn, 0)
             self._bind_messages[conn] = seen + messages
