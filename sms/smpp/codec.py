@@ -341,6 +341,11 @@ def _tlv_bytes(tlv: Tlv) -> bytes:
     return _TLV_HEADER.pack(tlv.tag, len(raw)) + raw
 
 
+def tlv_value_octets(tlv: Tlv) -> bytes:
+    """The value octets of a TLV as `encode` writes them (a typed value in its wire form)."""
+    return _tlv_bytes(tlv)[_TLV_HEADER.size :]
+
+
 def encode(pdu: Pdu) -> bytes:
     """Encode a PDU; missing body fields are written as zero/empty. Raises `EncodeError`.
 

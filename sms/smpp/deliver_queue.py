@@ -14,7 +14,7 @@ import contextlib
 import itertools
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import redis.exceptions
@@ -23,7 +23,7 @@ from sms.config import SmppConfig
 from sms.ports import Clock, EventLog
 from sms.smpp.accounts import Account, AccountBook
 from sms.smpp.constants import Status
-from sms.smpp.pdu import Pdu
+from sms.smpp.pdu import Pdu, Tlv
 from sms.smpp.queue_items import deliver_pdu, mo_item
 from sms.smpp.server import Connection, SmscServer
 from sms.smpp.store import SmppStore
@@ -103,10 +103,17 @@ class DeliverQueue:
         task.add_done_callback(self._tasks.discard)
 
     async def enqueue_mo(
-        self, system_id: str, sender: str, to: str, text: str, now: float, message_id: str
+        self,
+        system_id: str,
+        sender: str,
+        to: str,
+        text: str,
+        now: float,
+        message_id: str,
+        tlvs: Sequence[Tlv] = (),
     ) -> None:
         """A subscriber's SMS to a short number routed to `system_id`: queued until delivered."""
-        await self.enqueue(system_id, mo_item(sender, to, text, now, message_id))
+        await self.enqueue(system_id, mo_item(sender, to, text, now, message_id, tlvs))
 
     async def enqueue(self, system_id: str, item: dict[str, Any]) -> None:
         await self._store.enqueue(system_id, item)

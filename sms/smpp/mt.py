@@ -55,6 +55,7 @@ from sms.smpp.submit_rules import (
     wants_receipt,
 )
 from sms.smpp.throttle import TokenBucket
+from sms.smpp.tlvs import shown_json
 from sms.smpp.udh import concat_info
 
 log = logging.getLogger("ussdsim.smpp")
@@ -78,6 +79,7 @@ class _Prepared:
     text: str
     receipt: bool
     source_addr: str
+    tlvs: str = ""  # the PDU's TLVs as the inbox and the event show them (JSON; "" for none)
 
 
 class _Budget:
@@ -216,13 +218,14 @@ class MtFlow:
             text=message_text(octets, int(pdu.fields.get("data_coding", 0))),
             receipt=wants_receipt(account, pdu),
             source_addr=str(pdu.fields.get("source_addr", "")),
+            tlvs=shown_json(pdu.tlvs),
         )
 
     def _delivery(self, account: Account, p: _Prepared, now: float, count: bool = True) -> Delivery:
         encoding, segments = sms_shape(p.text)
         if count:
             self._count_mt(encoding, segments)
-        body = inbox_json(p.sender, p.recipient, p.text, now, encoding, segments)
+        body = inbox_json(p.sender, p.recipient, p.text, now, encoding, segments, p.tlvs)
         record = MessageRecord(
             account=account.system_id,
             source=p.source_addr,
@@ -237,7 +240,7 @@ class MtFlow:
             receipt = _receipt_json(
                 receipt_item(p.message_id, p.recipient, p.source_addr, p.text, now, now)
             )
-        event = event_json(p.message_id, p.sender, "smpp", account.system_id)
+        event = event_json(p.message_id, p.sender, "smpp", account.system_id, p.tlvs)
         return Delivery(p.message_id, p.recipient, p.sender, body, record, receipt, event)
 
     async def _accept(

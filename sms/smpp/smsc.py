@@ -18,6 +18,7 @@ import secrets
 import ssl
 import time
 import weakref
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 from sms.config import SmppAccount, SmppConfig
@@ -36,7 +37,7 @@ from sms.smpp.binds import BindGate
 from sms.smpp.constants import Status
 from sms.smpp.deliver_queue import DeliverQueue
 from sms.smpp.mt import MtFlow, UssdHandler
-from sms.smpp.pdu import Pdu
+from sms.smpp.pdu import Pdu, Tlv
 from sms.smpp.server import Connection, ServerSettings, SmscServer
 from sms.smpp.store import SmppStore
 
@@ -265,9 +266,16 @@ class Smsc:
         return account.system_id if account is not None else None
 
     async def enqueue_mo(
-        self, system_id: str, sender: str, to: str, text: str, now: float, message_id: str
+        self,
+        system_id: str,
+        sender: str,
+        to: str,
+        text: str,
+        now: float,
+        message_id: str,
+        tlvs: Sequence[Tlv] = (),
     ) -> None:
-        await self.queue.enqueue_mo(system_id, sender, to, text, now, message_id)
+        await self.queue.enqueue_mo(system_id, sender, to, text, now, message_id, tlvs)
 
     async def enqueue(self, system_id: str, item: dict[str, Any]) -> None:
         await self.queue.enqueue(system_id, item)
