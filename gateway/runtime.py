@@ -77,7 +77,7 @@ def smpp_tls_files(config: Config) -> TlsFiles | None:
     """The certificate and key of `smpp.tls_listen`: the configured pair, else the self-signed
     one in the data directory (generated on first use). None when TLS is off."""
     smpp = config.smpp
-    tls = smpp.tls_host_port
+    tls = next((li.tls_host_port for li in smpp.listener_list() if li.tls_listen), None)
     if tls is None:
         return None
     if smpp.tls_cert is not None and smpp.tls_key is not None:
@@ -308,7 +308,12 @@ class Runtime:
             except OSError as e:
                 await apps.close()
                 await inbox.close()
-                where = " or ".join(filter(None, (config.smpp.listen, config.smpp.tls_listen)))
+                where = " or ".join(
+                    a
+                    for li in config.smpp.listener_list()
+                    for a in (li.listen, li.tls_listen)
+                    if a is not None
+                )
                 raise StartupError(f"SMPP cannot listen on {where}: {e}") from e
         runtime.abuse = abuse
         runtime.detail_notifier = DetailNotifier(

@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Sequence
 
 from aiohttp import web
 
@@ -16,6 +17,7 @@ from gateway.config import Config
 from gateway.http.app import build_app
 from gateway.http.limits import GatewayRunner
 from gateway.runtime import Runtime
+from sms.config import DEFAULT_LISTENER, SmppAccount
 from sms.smpp.tls import TlsFiles
 
 log = logging.getLogger("ussdsim")
@@ -68,12 +70,16 @@ def _announce(runtime: Runtime, bound: tuple[str, int]) -> None:
         flush=True,
     )
     if runtime.smsc is not None:
-        smpp_host, smpp_port = runtime.smsc.server.address
-        accounts = ", ".join(a.system_id for a in config.smpp.accounts)
-        print(f"ussdsim: SMPP on {smpp_host}:{smpp_port}  accounts: {accounts}", flush=True)
-        tls_address = runtime.smsc.server.tls_address
-        if tls_address is not None and runtime.smpp_tls is not None:
-            announce_tls(f"{tls_address[0]}:{tls_address[1]}", runtime.smpp_tls)
+        server = runtime.smsc.server
+        where = {(e.listener, e.tls): server.address_of(e) for e in server.endpoints}
+        at = {key: f"{host}:{port}" for key, (host, port) in where.items()}
+        announce_smpp(
+            [
+                (li.name, at[li.name, False], at.get((li.name, True)), li.accounts)
+                for li in config.smpp.listener_list()
+            ],
+            runtime.smpp_tls,
+        )
     else:
         print("ussdsim: SMPP off (no smpp.accounts configured)", flush=True)
     if config.admin_token is None:
@@ -85,13 +91,23 @@ def _announce(runtime: Runtime, bound: tuple[str, int]) -> None:
         )
 
 
-def announce_tls(address: str, files: TlsFiles) -> None:
-    """The TLS listener and the SHA-256 fingerprint a client can pin (or compare)."""
-    print(
-        f"ussdsim: SMPP over TLS on {address}  certificate: {files.cert}  "
-        f"SHA-256 fingerprint: {files.fingerprint()}",
-        flush=True,
-    )
+def announce_smpp(
+    listeners: Sequence[tuple[str, str, str | None, Sequence[SmppAccount]]],
+    tls_files: TlsFiles | None,
+) -> None:
+    """Each SMSC's addresses and accounts, as (name, address, TLS address or None, accounts);
+    with TLS, the SHA-256 fingerprint a client can pin (or compare)."""
+    for name, address, tls_address, accounts in listeners:
+        # the one SMSC of the shorthand form prints no name
+        named = "" if name == DEFAULT_LISTENER else f"  listener: {name}"
+        ids = ", ".join(a.system_id for a in accounts)
+        print(f"ussdsim: SMPP on {address}{named}  accounts: {ids}", flush=True)
+        if tls_address is not None and tls_files is not None:
+            print(
+                f"ussdsim: SMPP over TLS on {tls_address}{named}  certificate: {tls_files.cert}  "
+                f"SHA-256 fingerprint: {tls_files.fingerprint()}",
+                flush=True,
+            )
 
 
 async def tag_worker(request: web.Request, response: web.StreamResponse) -> None:

@@ -109,9 +109,7 @@ class Supervisor:
         http = config.http.model_copy(update={"listen": self._settle_port(config.http.listen)})
         smpp = config.smpp
         if smpp.accounts:
-            smpp = smpp.model_copy(update={"listen": self._settle_port(smpp.listen)})
-            if smpp.tls_listen is not None:
-                smpp = self._settle_tls(config, smpp)
+            smpp = self._settle_smpp(config, smpp)
         url = config.redis.url
         if url == "embedded":
             fsync = "always" if config.redis.durability == "strict" else "everysec"
@@ -136,23 +134,35 @@ class Supervisor:
             }
         )
 
-    def _settle_tls(self, config: Config, smpp: SmppConfig) -> SmppConfig:
-        """One TLS port and one certificate for every worker: a self-signed pair is generated
-        here, once, and the workers are handed its files."""
+    def _settle_smpp(self, config: Config, smpp: SmppConfig) -> SmppConfig:
+        """Every SMSC's ports, and one certificate for all TLS ports: a self-signed pair is
+        generated here, once, and the workers are handed its files."""
         from gateway.runtime import StartupError, smpp_tls_files
 
+        def settled(address: str | None) -> str | None:
+            return None if address is None else self._settle_port(address)
+
+        if smpp.listeners:
+            listeners = [
+                li.model_copy(
+                    update={"listen": settled(li.listen), "tls_listen": settled(li.tls_listen)}
+                )
+                for li in smpp.listeners
+            ]
+            smpp = smpp.model_copy(update={"listeners": listeners})
+        else:
+            smpp = smpp.model_copy(
+                update={"listen": settled(smpp.listen), "tls_listen": settled(smpp.tls_listen)}
+            )
         try:
             files = smpp_tls_files(config)
         except StartupError as e:
             raise SupervisorError(f"smpp.tls_listen: {e}") from e
-        assert files is not None and smpp.tls_listen is not None
+        if files is None:
+            return smpp
         self.tls_files = files
         return smpp.model_copy(
-            update={
-                "tls_listen": self._settle_port(smpp.tls_listen),
-                "tls_cert": str(files.cert.resolve()),
-                "tls_key": str(files.key.resolve()),
-            }
+            update={"tls_cert": str(files.cert.resolve()), "tls_key": str(files.key.resolve())}
         )
 
     def _settle_port(self, listen: str) -> str:
@@ -280,12 +290,15 @@ class Supervisor:
             flush=True,
         )
         if worker_config.smpp.accounts:
-            accounts = ", ".join(a.system_id for a in worker_config.smpp.accounts)
-            print(f"ussdsim: SMPP on {worker_config.smpp.listen}  accounts: {accounts}", flush=True)
-            if worker_config.smpp.tls_listen is not None and self.tls_files is not None:
-                from gateway.server import announce_tls
+            from gateway.server import announce_smpp
 
-                announce_tls(worker_config.smpp.tls_listen, self.tls_files)
+            announce_smpp(
+                [
+                    (li.name, li.listen, li.tls_listen, li.accounts)
+                    for li in worker_config.smpp.listener_list()
+                ],
+                self.tls_files,
+            )
         else:
             print("ussdsim: SMPP off (no smpp.accounts configured)", flush=True)
         if self.config.admin_token is None:

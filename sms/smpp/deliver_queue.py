@@ -234,6 +234,7 @@ class DeliverQueue:
                             now,
                             id=item.get("id"),
                             account=account.system_id,
+                            listener=account.listener,
                         )
                     continue
                 if status == -1:
@@ -256,6 +257,7 @@ class DeliverQueue:
                 now,
                 id=item.get("id"),
                 account=account.system_id,
+                listener=account.listener,
                 status=status,
             )
             return

@@ -240,7 +240,9 @@ class MtFlow:
             receipt = _receipt_json(
                 receipt_item(p.message_id, p.recipient, p.source_addr, p.text, now, now)
             )
-        event = event_json(p.message_id, p.sender, "smpp", account.system_id, p.tlvs)
+        event = event_json(
+            p.message_id, p.sender, "smpp", account.system_id, account.listener, p.tlvs
+        )
         return Delivery(p.message_id, p.recipient, p.sender, body, record, receipt, event)
 
     async def _accept(
@@ -387,6 +389,7 @@ class MtFlow:
                 sender=sender,
                 via="smpp",
                 account=account.system_id,
+                listener=account.listener,
                 parts=len(ordered),
             )
         receipts = False

@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import ssl
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from sms.config import DEFAULT_LISTENER
 from sms.smpp.constants import DEFAULT_MAX_PDU_LENGTH, HEADER_LENGTH, CommandId, Status
 from sms.smpp.pdu import Pdu, make_pdu
 from sms.smpp.session import (
@@ -46,6 +48,16 @@ UNBIND_WAIT_S = 2.0
 
 
 @dataclass(frozen=True)
+class Endpoint:
+    """One listening address: which SMSC (`listener`) it belongs to, and whether it is TLS."""
+
+    listener: str
+    host: str
+    port: int
+    tls: bool = False
+
+
+@dataclass(frozen=True)
 class ServerSettings:
     host: str = "127.0.0.1"
     port: int = 2775
@@ -57,8 +69,8 @@ class ServerSettings:
     reuse_port: bool = False  # several processes share the port (SO_REUSEPORT)
     bind_timeout_s: float = 30.0  # a connection that has not bound by then is closed
     max_connections_per_ip: int = 0  # 0: no limit
-    tls_host: str | None = None  # the same SMSC over TLS on this address too, when set
-    tls_port: int = 0
+    # every listening address (plain and TLS) of every SMSC; empty: host:port alone
+    endpoints: tuple[Endpoint, ...] = ()
 
 
 class SmscApplication(Protocol):
@@ -74,8 +86,8 @@ class SmscApplication(Protocol):
 
     def unbound(self, conn: Connection) -> None: ...
 
-    def count(self, direction: str, command: str, status: int, n: int) -> None:
-        """`n` PDUs went `direction` ("in"/"out") since the last call."""
+    def count(self, listener: str, direction: str, command: str, status: int, n: int) -> None:
+        """`n` PDUs went `direction` ("in"/"out") on a link of `listener` since the last call."""
         ...
 
     async def admit_bind(self, conn: Connection, system_id: str) -> int:
@@ -127,8 +139,10 @@ class Connection:
         writer: asyncio.StreamWriter,
         app: SmscApplication,
         settings: ServerSettings,
+        listener: str = DEFAULT_LISTENER,
     ) -> None:
         self._reader = reader
+        self.listener = listener  # the SMSC (`smpp.listeners`) this connection came to
         self._writer = writer
         self._app = app
         self._settings = settings
@@ -272,7 +286,7 @@ class Connection:
             self._tally_n(direction, _command_name(command_id), status, n)
         counts, self._counts = self._counts, {}
         for (direction, command, status), n in counts.items():
-            self._app.count(direction, command, status, n)
+            self._app.count(self.listener, direction, command, status, n)
 
     def _tally_n(self, direction: str, command: str, status: int, n: int) -> None:
         key = (direction, command, status)
@@ -490,65 +504,76 @@ class Connection:
 
 
 class SmscServer:
+    """The listeners of the server's SMSCs: `settings.endpoints`, or `settings.host:port` as the
+    one plain endpoint of the "default" SMSC. Every connection knows its endpoint's listener."""
+
     def __init__(
         self, settings: ServerSettings, app: SmscApplication, tls: ssl.SSLContext | None = None
     ) -> None:
         self.settings = settings
         self._app = app
         self._tls = tls
-        self._server: asyncio.Server | None = None
-        self._tls_server: asyncio.Server | None = None
+        self.endpoints = settings.endpoints or (
+            Endpoint(DEFAULT_LISTENER, settings.host, settings.port),
+        )
+        self._servers: dict[Endpoint, asyncio.Server] = {}
         self.connections: set[Connection] = set()
         self._handlers: set[asyncio.Task[None]] = set()
         self.on_connection: Callable[[Connection], None] | None = None
         self._per_ip: dict[str, int] = {}
 
+    def address_of(self, endpoint: Endpoint) -> tuple[str, int]:
+        """Where `endpoint` listens (its port once started, when it asked for port 0)."""
+        server = self._servers.get(endpoint)
+        if server is None or not server.sockets:
+            return endpoint.host, endpoint.port
+        host, port = server.sockets[0].getsockname()[:2]
+        return str(host), int(port)
+
     @property
     def address(self) -> tuple[str, int]:
-        if self._server is None or not self._server.sockets:
-            return self.settings.host, self.settings.port
-        host, port = self._server.sockets[0].getsockname()[:2]
-        return str(host), int(port)
+        """The first plain endpoint's address."""
+        return self.address_of(next(e for e in self.endpoints if not e.tls))
 
     @property
     def tls_address(self) -> tuple[str, int] | None:
-        """Where the TLS listener is, once started; None when there is none."""
-        if self._tls_server is None or not self._tls_server.sockets:
-            return None
-        host, port = self._tls_server.sockets[0].getsockname()[:2]
-        return str(host), int(port)
+        """The first TLS endpoint's address, once started; None when there is none."""
+        tls = [e for e in self.endpoints if e.tls and e in self._servers]
+        return self.address_of(tls[0]) if tls else None
 
     async def start(self) -> tuple[str, int]:
         settings = self.settings
-        self._server = await asyncio.start_server(
-            self._serve,
-            settings.host,
-            settings.port,
-            reuse_address=True,
-            reuse_port=settings.reuse_port or None,
-        )
-        if self._tls is not None and settings.tls_host is not None:
-            try:
+        try:
+            for endpoint in self.endpoints:
+                if endpoint.tls and self._tls is None:
+                    continue
                 # Connections over TLS are the same Connection once the handshake is done; a
                 # client that never finishes it is dropped like one that never binds.
-                self._tls_server = await asyncio.start_server(
-                    self._serve,
-                    settings.tls_host,
-                    settings.tls_port,
-                    ssl=self._tls,
-                    ssl_handshake_timeout=min(settings.bind_timeout_s, 60.0),
+                tls_options: dict[str, Any] = (
+                    {"ssl": self._tls, "ssl_handshake_timeout": min(settings.bind_timeout_s, 60)}
+                    if endpoint.tls
+                    else {}
+                )
+                self._servers[endpoint] = await asyncio.start_server(
+                    functools.partial(self._serve, endpoint),
+                    endpoint.host,
+                    endpoint.port,
                     reuse_address=True,
                     reuse_port=settings.reuse_port or None,
+                    **tls_options,
                 )
-            except BaseException:
-                self._server.close()
-                raise
+        except BaseException:
+            for server in self._servers.values():
+                server.close()
+            raise
         return self.address
 
     def bound(self, system_id: str) -> list[Connection]:
         return [c for c in self.connections if c.system_id == system_id and not c.closed]
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _serve(
+        self, endpoint: Endpoint, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
         peer = writer.get_extra_info("peername")
         address = str(peer[0]) if isinstance(peer, tuple) else str(peer)
         held = self._per_ip.get(address, 0)
@@ -559,16 +584,16 @@ class SmscServer:
             return
         self._per_ip[address] = held + 1
         try:
-            await self._serve_admitted(reader, writer)
+            await self._serve_admitted(endpoint, reader, writer)
         finally:
             left = self._per_ip.pop(address, 1) - 1
             if left:
                 self._per_ip[address] = left
 
     async def _serve_admitted(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+        self, endpoint: Endpoint, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
-        conn = Connection(reader, writer, self._app, self.settings)
+        conn = Connection(reader, writer, self._app, self.settings, endpoint.listener)
         self.connections.add(conn)
         task = asyncio.current_task()
         if task is not None:
@@ -582,9 +607,8 @@ class SmscServer:
 
     async def close(self) -> None:
         """Stop listening, unbind every client, and wait for their connections to end."""
-        for server in (self._server, self._tls_server):
-            if server is not None:
-                server.close()
+        for server in self._servers.values():
+            server.close()
         conns = list(self.connections)
         if conns:
             await asyncio.gather(*(c.unbind() for c in conns), return_exceptions=True)
@@ -593,7 +617,6 @@ class SmscServer:
             )
         for task in list(self._handlers):
             task.cancel()
-        for server in (self._server, self._tls_server):
-            if server is not None:
-                with contextlib.suppress(Exception):
-                    await server.wait_closed()
+        for server in self._servers.values():
+            with contextlib.suppress(Exception):
+                await server.wait_closed()

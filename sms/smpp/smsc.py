@@ -36,6 +36,7 @@ from sms.smpp.bind_leases import BindLeases
 from sms.smpp.binds import BindGate
 from sms.smpp.constants import Status
 from sms.smpp.deliver_queue import DeliverQueue
+from sms.smpp.listeners import ListenerLimits, endpoints
 from sms.smpp.mt import MtFlow, UssdHandler
 from sms.smpp.pdu import Pdu, Tlv
 from sms.smpp.server import Connection, ServerSettings, SmscServer
@@ -55,6 +56,7 @@ def account_from_config(a: SmppAccount) -> Account:
         max_tps=a.max_tps,
         dlr=a.dlr,
         ussd_end=a.ussd_end,
+        listener=a.listener,
     )
 
 
@@ -94,7 +96,6 @@ class Smsc:
         tls: ssl.SSLContext | None = None,
     ) -> None:
         host, port = smpp.host_port
-        tls_host, tls_port = smpp.tls_host_port or (None, 0)
         self.settings = ServerSettings(
             host=host,
             port=port,
@@ -105,8 +106,7 @@ class Smsc:
             reuse_port=workers > 1,
             bind_timeout_s=smpp.bind_timeout_s,
             max_connections_per_ip=smpp.max_connections_per_ip,
-            tls_host=tls_host if tls is not None else None,
-            tls_port=tls_port,
+            endpoints=endpoints(smpp, tls=tls is not None),
         )
         self.accounts = AccountBook(account_from_config(a) for a in smpp.accounts)
         self.server = SmscServer(self.settings, self, tls)
@@ -115,7 +115,7 @@ class Smsc:
         self._metrics = metrics
         self._prefix = secrets.token_hex(4)
         self._ids = itertools.count(1)
-        self._counters: dict[tuple[str, str, int], Any] = {}
+        self._counters: dict[tuple[str, str, str, int], Any] = {}
         # Under `serve --workers N`: MO and receipts may be taken by a sibling process.
         self._shared = workers > 1
         self.companions: list[SmscCompanion] = []
@@ -139,6 +139,7 @@ class Smsc:
             shared=self._shared,
         )
         # max_binds is counted in Redis across all workers; a lease per bound connection
+        self.limits = ListenerLimits(smpp, store, shared=self._shared)
         self.binds = BindGate(
             self.accounts, self.server, BindLeases(store.redis), clock, self._prefix, abuse
         )
@@ -208,11 +209,11 @@ class Smsc:
             for companion in self.companions:
                 companion.receivers_changed(conn.system_id)
 
-    def count(self, direction: str, command: str, status: int, n: int) -> None:
-        key = (direction, command, status)
+    def count(self, listener: str, direction: str, command: str, status: int, n: int) -> None:
+        key = (listener, direction, command, status)
         child = self._counters.get(key)
         if child is None:
-            child = self._metrics.smpp_pdus.labels(direction, command, f"0x{status:08X}")
+            child = self._metrics.smpp_pdus.labels(direction, command, f"0x{status:08X}", listener)
             self._counters[key] = child
         child.inc(n)
 
@@ -220,6 +221,20 @@ class Smsc:
         account = self.accounts.get(conn.system_id or "")
         if account is None:  # cannot happen: the session lets only bound clients submit
             return [Pdu(f"{p.command}_resp", p.sequence, Status.RSYSERR) for p in requests]
+        over = await self.limits.over(account.listener, requests)
+        if not over:
+            return await self._handle_account(conn, account, requests)
+        # Beyond the listener's max_tps: refused before the account's own limits are asked.
+        passed = [p for i, p in enumerate(requests) if i not in over]
+        answered = iter(await self._handle_account(conn, account, passed) if passed else [])
+        return [
+            Pdu(f"{p.command}_resp", p.sequence, Status.RTHROTTLED) if i in over else next(answered)
+            for i, p in enumerate(requests)
+        ]
+
+    async def _handle_account(
+        self, conn: Connection, account: Account, requests: list[Pdu]
+    ) -> list[Pdu | None]:
         fault = None
         if self.faults is not None:
             fault = await self.faults.get(f"smpp:{account.system_id}")

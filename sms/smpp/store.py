@@ -192,9 +192,14 @@ def inbox_json(
     )
 
 
-def event_json(message_id: str, sender: str, via: str, account: str, tlvs: str = "") -> str:
-    """An sms.mt event's data as json.dumps(ensure_ascii=False, separators=(",", ":"))."""
-    extra = f',"tlvs":{tlvs}' if tlvs else ""
+def event_json(
+    message_id: str, sender: str, via: str, account: str, listener: str = "", tlvs: str = ""
+) -> str:
+    """An sms.mt event's data as json.dumps(ensure_ascii=False, separators=(",", ":")); the
+    SMSC's `listener` and the message's `tlvs` (JSON) when there are."""
+    extra = f',"listener":{_quote(listener)}' if listener else ""
+    if tlvs:
+        extra += f',"tlvs":{tlvs}'
     return (
         f'{{"message_id":{_quote(message_id)},"sender":{_quote(sender)},'
         f'"via":{_quote(via)},"account":{_quote(account)}{extra}}}'
