@@ -6,12 +6,17 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 import ssl
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from gateway.config import ConfigError
 from gateway.server import announce_smpp
@@ -22,6 +27,7 @@ from sms.smpp.esme import BindFailed, EsmeClient
 from sms.smpp.receipts import parse_receipt_text
 from sms.smpp.tls import CERT_FILE
 from tests.integration.conftest import Api, make_config, start_api
+from tests.integration.process_support import descendants, listening_pids
 
 SUB = "79161234567"
 
@@ -247,3 +253,54 @@ def test_the_banner_names_each_listener(capsys: pytest.CaptureFixture[str]) -> N
         "ussdsim: SMPP on h:1  accounts: x",
         "ussdsim: SMPP on h:2  listener: beta  accounts: x",
     ]
+
+
+async def test_every_worker_serves_every_listener(tmp_path: Path) -> None:
+    ports = {name: free_port() for name in ("alpha", "alpha_tls", "beta")}
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump({"smpp": {"listeners": listeners(ports)}}))
+    proc = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "gateway.cli", "serve", "--config", str(config)),
+            *("--workers", "2", "--http", f"127.0.0.1:{free_port()}"),
+            *("--data", str(tmp_path / "data")),
+        ],
+        env={**os.environ, "USSDSIM_ADMIN_TOKEN": "t"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        banner = [proc.stdout.readline() for _ in range(4)]
+        assert "workers: 2" in banner[0], "".join(banner)
+        assert (
+            f"SMPP on 127.0.0.1:{ports['beta']}  listener: beta  accounts: shop_b, shop_b2"
+            in (banner[3])
+        )
+        workers = descendants(proc.pid)
+        for number in ports.values():
+            assert len(listening_pids(number, workers)) == 2, number
+        context = ssl.create_default_context(cafile=str(tmp_path / "data" / CERT_FILE))
+        for name, system_id, tls in (
+            ("alpha", "shop_a", None),
+            ("alpha_tls", "shop_a", context),
+            ("beta", "shop_b", None),
+        ):
+            for _ in range(3):  # connections spread over both workers
+                esme = EsmeClient(
+                    "127.0.0.1", ports[name], system_id=system_id, password="pw", tls=tls
+                )
+                async with esme:
+                    resp = await esme.submit(destination_addr=SUB, short_message=b"x")
+                assert resp.status == Status.ROK or (name, resp.status) == (
+                    "beta",
+                    Status.RTHROTTLED,  # beta's one token, shared by both workers
+                )
+        with pytest.raises(BindFailed):
+            await EsmeClient(
+                "127.0.0.1", ports["beta"], system_id="shop_a", password="pw"
+            ).connect()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=30)

@@ -36,7 +36,7 @@ from sms.smpp.esme import EsmeClient
 from sms.smpp.pdu import Pdu, Tlv
 from sms.smpp.store import SmppStore
 from sms.smpp.tls import CERT_FILE, KEY_FILE, TlsFiles
-from tests.integration.process_support import cmdline, descendants, survivors
+from tests.integration.process_support import cmdline, descendants, listening_pids, survivors
 from tests.integration.smpp_support import RawClient
 
 TOKEN = "workers-test-token"
@@ -369,24 +369,9 @@ def _serving_worker(server: Server, client: RawClient) -> str:
     raise AssertionError(f"no worker holds the connection from port {client_port}")
 
 
-def _listening_pids(port: int, pids: list[str]) -> set[str]:
-    """Which of `pids` hold a socket listening on `port` (from /proc)."""
-    listening = set()
-    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
-        fields = line.split()
-        if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "0A":
-            listening.add(f"socket:[{fields[9]}]")
-    held = set()
-    for pid in pids:
-        with contextlib.suppress(OSError):
-            if any(os.readlink(fd) in listening for fd in Path(f"/proc/{pid}/fd").iterdir()):
-                held.add(pid)
-    return held
-
-
 async def test_each_worker_serves_tls_with_the_one_certificate_printed(server: Server) -> None:
     workers = list(server.by_worker)
-    assert _listening_pids(server.tls_port, workers) == set(workers)
+    assert listening_pids(server.tls_port, workers) == set(workers)
     files = TlsFiles(server.data / CERT_FILE, server.data / KEY_FILE)
     announced = next(line for line in server.banner if "over TLS" in line)
     assert f"127.0.0.1:{server.tls_port}" in announced
