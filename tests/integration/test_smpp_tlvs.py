@@ -16,7 +16,9 @@ from ledger.embedded import EmbeddedRedis
 from sms.smpp.constants import Status
 from sms.smpp.esme import EsmeClient
 from sms.smpp.pdu import Tlv
+from tests.integration.conftest import TOKEN
 from tests.integration.smpp_support import Smsc, start_smsc
+from ussdsim.client import ApiError, AsyncClient
 
 SUB = "79161234567"
 VENDOR = Tlv(0x1403, b"\x00\x2a\xff")
@@ -147,3 +149,19 @@ async def test_bad_or_reserved_tlvs_are_a_400_that_changes_nothing(
     status, answer = await smsc.api.call("POST", "/v1/sms", {"from": SUB, "text": "x", **body})
     assert (status, answer["error"]["code"]) == (400, code), answer
     assert await smsc.api.snapshot() == before
+
+
+async def test_the_typed_client_sends_tlvs_and_reads_them_back(smsc: Smsc) -> None:
+    async with client(smsc) as esme, AsyncClient(smsc.api.url, TOKEN) as typed:
+        accepted = await typed.sms(
+            SUB, "7777", "MO", tlvs=[{"tag": "0x1403", "value_hex": "002aff"}]
+        )
+        deliver = await asyncio.wait_for(esme.delivered.get(), 5)
+        await esme.submit(destination_addr=SUB, short_message=b"MT", tlvs=[VENDOR])
+        inbox = await typed.inbox(SUB).messages()
+        with pytest.raises(ApiError) as refused:
+            await typed.sms(SUB, "7777", "MO", tlvs=[{"tag": "0x0424", "value_hex": "00"}])
+    assert accepted["segments"] == 1
+    assert deliver.tlvs == [VENDOR]
+    assert [m["tlvs"] for m in inbox] == [[SHOWN[1]]]
+    assert (refused.value.status, refused.value.code) == (400, "reserved_tlv")
