@@ -11,6 +11,10 @@ Per connection:
   a peer silent for `inactivity_s`.
 Requests the SMSC originates (deliver_sm, ...) go through `Connection.request`, which waits for
 the matching response.
+
+One `SmscServer` listens on every endpoint: each SMSC's (`smpp.listeners`) plain port and, given
+an SSL context, its TLS port. A TLS connection is the same `Connection` once asyncio has done the
+handshake; every connection knows the listener it came to.
 """
 
 from __future__ import annotations

@@ -75,8 +75,9 @@ class Smsc:
 
     `workers`: the server processes sharing the port and the store (`serve --workers N`);
     `region`: how national numbers are read; `faults` and `abuse`: fault personas and the
-    failed-bind brake, when the server runs them; `tls`: the context of the `smpp.tls_listen`
-    listener (`sms.smpp.tls`). Two hooks are filled in by the USSD bridge
+    failed-bind brake, when the server runs them; `tls`: the context of every `tls_listen`
+    (`sms.smpp.tls`). Each listener of `smpp.listeners` is an endpoint of the one server
+    (`sms.smpp.listeners`). Two hooks are filled in by the USSD bridge
     (`sms.smpp.ussd_bridge`), which is built on this object: `ussd_handler` and `companions`.
     """
 
@@ -138,8 +139,8 @@ class Smsc:
             region=region,
             shared=self._shared,
         )
-        # max_binds is counted in Redis across all workers; a lease per bound connection
         self.limits = ListenerLimits(smpp, store, shared=self._shared)
+        # max_binds is counted in Redis across all workers; a lease per bound connection
         self.binds = BindGate(
             self.accounts, self.server, BindLeases(store.redis), clock, self._prefix, abuse
         )
