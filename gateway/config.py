@@ -8,15 +8,18 @@ them with the rest and reads the layers.
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import os
 import secrets
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args, get_origin
 
 import yaml
 from pydantic import (
+    BaseModel,
+    ByteSize,
     Field,
     ValidationError,
     field_validator,
@@ -24,6 +27,7 @@ from pydantic import (
 )
 
 from gateway.harness.faults import Persona, ReceiptMix
+from gateway.ussd.dialects import BUILT_IN, DEFAULT_DIALECT, DeclarativeSpec, known_dialects
 from ledger.money import MoneySettings
 from ledger.store_client import cluster_seed_url
 from shared.settings import StrictSection, split_hostport
@@ -38,6 +42,17 @@ class HttpConfig(StrictSection):
     # an idle keep-alive connection is closed after it too
     read_timeout_s: float = Field(default=30, gt=0, le=3600)
     max_connections_per_ip: int = Field(default=1024, ge=0)  # 0: no limit
+    # Browser pages on these origins ("https://tests.example:8443") may call the API; a
+    # request from any other page (its Origin header) is refused 403 cross_origin.
+    allowed_origins: list[str] = Field(default_factory=list)
+    # Host names this server answers to besides the listen address and loopback; any other
+    # Host is refused 421 unknown_host (DNS rebinding). With a handset token in force only
+    # this list restricts Host, so containers can reach the server by their service name.
+    allowed_hosts: list[str] = Field(default_factory=list)
+    # Handset calls (/v1/ussd, /v1/sms, inboxes) need `Authorization: Bearer` with this token
+    # (or the operator token). Unset: open on loopback; generated and printed when `serve`
+    # listens beyond loopback.
+    handset_token: str | None = Field(default=None, min_length=1)
 
     @field_validator("listen")
     @classmethod
@@ -45,9 +60,27 @@ class HttpConfig(StrictSection):
         split_hostport(v)
         return v
 
+    @field_validator("allowed_origins")
+    @classmethod
+    def _origins(cls, v: list[str]) -> list[str]:
+        for origin in v:
+            scheme, sep, rest = origin.partition("://")
+            if scheme not in ("http", "https") or not sep or not rest or "/" in rest:
+                raise ValueError(f"expected an origin like https://host:port, got {origin!r}")
+        return [o.lower() for o in v]
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _hosts(cls, v: list[str]) -> list[str]:
+        return [h.lower() for h in v]
+
     @property
     def host_port(self) -> tuple[str, int]:
         return split_hostport(self.listen)
+
+    @property
+    def on_loopback(self) -> bool:
+        return _loopback(self.host_port[0])
 
 
 class RedisConfig(StrictSection):
@@ -57,6 +90,9 @@ class RedisConfig(StrictSection):
     # A command unanswered this long fails (HTTP 503 store_unavailable) instead of hanging.
     socket_timeout_s: float = Field(default=2.0, gt=0, le=300)
     max_connections: int = Field(default=256, ge=4, le=10000)
+    # The embedded store's bound on its data (bytes, or "512MiB", "2GB"): a write beyond it is
+    # refused and nothing is evicted. An external server keeps its own setting.
+    maxmemory: ByteSize = Field(default=ByteSize(1 << 30), ge=1 << 20)
 
     @field_validator("url")
     @classmethod
@@ -93,8 +129,10 @@ class Route(StrictSection):
 
     code: str  # "*111#" exact service-code route, or "*384*" prefix route
     menu: str | None = None
-    url: str | None = None  # an application speaking the Africa's Talking dialect
-    notify_url: str | None = None  # where that application wants its end-of-session notices
+    url: str | None = None  # an external application over HTTP, speaking `dialect`
+    # a built-in dialect's name (gateway/ussd/dialects/) or a declarative {request, reply}
+    dialect: str | DeclarativeSpec = DEFAULT_DIALECT
+    notify_url: str | None = None  # where an africastalking app wants its end-of-session notices
     timeout_s: float | None = Field(default=None, gt=0)  # overrides ussd.app_timeout_s
     smpp: str | None = None  # the system_id of an SMPP client serving USSD
 
@@ -112,6 +150,26 @@ class Route(StrictSection):
             raise ValueError(f"expected an http:// or https:// URL, got {v!r}")
         return v
 
+    @field_validator("dialect", mode="before")
+    @classmethod
+    def _dialect(cls, v: Any) -> Any:
+        if isinstance(v, str) and v not in BUILT_IN:
+            raise ValueError(
+                f"unknown dialect {v!r}; known: {known_dialects()}, "
+                "or a mapping with request and reply"
+            )
+        if isinstance(v, dict):
+            try:
+                return DeclarativeSpec.model_validate(v)
+            except ValidationError as e:
+                problems = "; ".join(
+                    f"{'.'.join(str(p) for p in err['loc'])}: "
+                    + err["msg"].removeprefix("Value error, ")
+                    for err in e.errors()
+                )
+                raise ValueError(f"declarative dialect: {problems}") from e
+        return v
+
     @model_validator(mode="after")
     def _one_target(self) -> Route:
         targets = [k for k in ("menu", "url", "smpp") if getattr(self, k) is not None]
@@ -121,6 +179,15 @@ class Route(StrictSection):
             )
         if self.notify_url is not None and self.url is None:
             raise ValueError(f"route {self.code}: notify_url goes with url only")
+        # Compared with the default rather than "was it written": a worker reads back the whole
+        # configuration as JSON, where every field is written.
+        if self.dialect != DEFAULT_DIALECT and self.url is None:
+            raise ValueError(f"route {self.code}: dialect goes with url only")
+        if self.notify_url is not None and self.dialect != DEFAULT_DIALECT:
+            raise ValueError(
+                f"route {self.code}: notify_url is for the {DEFAULT_DIALECT} dialect; other "
+                "dialects report a session end to the url itself"
+            )
         if self.timeout_s is not None and self.menu is not None:
             raise ValueError(f"route {self.code}: timeout_s is for applications, not menus")
         return self
@@ -256,8 +323,10 @@ ENV_KEYS = {
     "USSDSIM_SMPP": ("smpp", "listen"),
     "USSDSIM_REDIS": ("redis", "url"),
     "USSDSIM_DATA": ("redis", "data_dir"),
+    "USSDSIM_MAXMEMORY": ("redis", "maxmemory"),
     "USSDSIM_CLOCK": ("clock", "mode"),
     "USSDSIM_ADMIN_TOKEN": ("admin_token",),
+    "USSDSIM_HANDSET_TOKEN": ("http", "handset_token"),
     "USSDSIM_WORKERS": ("workers",),
 }
 
@@ -275,8 +344,33 @@ def _describe(err: ValidationError) -> str:
     lines = []
     for e in err.errors():
         where = ".".join(str(p) for p in e["loc"]) or "(top)"
-        lines.append(f"{where}: {e['msg']}")
+        hint = _closest_key(e["loc"]) if e["type"] == "extra_forbidden" else None
+        lines.append(f"{where}: {e['msg']}" + (f" (did you mean {hint}?)" if hint else ""))
     return "; ".join(lines)
+
+
+def _closest_key(loc: tuple[int | str, ...]) -> str | None:
+    """The known key nearest to a mistyped one (`http.listn` -> `listen`), found by walking the
+    models along the error's location: list indexes and mapping keys step into the item type."""
+    node: Any = Config
+    for part in loc[:-1]:
+        if isinstance(node, type) and issubclass(node, BaseModel):
+            field = node.model_fields.get(str(part))
+            node = _model_in(field.annotation) if field is not None else None
+        elif get_origin(node) in (list, dict):  # `part` is the index or the mapping key
+            node = _model_in(get_args(node)[-1])
+    if not (isinstance(node, type) and issubclass(node, BaseModel)):
+        return None
+    close = difflib.get_close_matches(str(loc[-1]), list(node.model_fields), n=1)
+    return close[0] if close else None
+
+
+def _model_in(annotation: Any) -> Any:
+    """`X | None` is X; containers and models are themselves."""
+    if get_origin(annotation) in (list, dict) or not get_args(annotation):
+        return annotation
+    models = [a for a in get_args(annotation) if isinstance(a, type) and issubclass(a, BaseModel)]
+    return models[0] if len(models) == 1 else None
 
 
 DEV_SMPP_SHORT_NUMBER = "7777"
@@ -294,13 +388,6 @@ def development_smpp_account(env: Mapping[str, str] | None = None) -> SmppAccoun
     )
 
 
-def _loopback(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return host == "localhost"
-
-
 def load_config(
     path: str | os.PathLike[str] | None = None,
     *,
@@ -310,9 +397,8 @@ def load_config(
 ) -> Config:
     """Read the file (if any), then environment variables, then flag overrides; validate once.
 
-    `default_smpp_account` is used when no layer says `smpp.accounts`, and only on a loopback
-    listen address unless its password was chosen (`USSDSIM_SMPP_PASSWORD`): a generated
-    password printed on a terminal is no protection on a reachable port."""
+    `default_smpp_account` is used when no layer says `smpp.accounts` (an empty list turns SMPP
+    off), on any listen address: its password, chosen or generated, is what an ESME must give."""
     doc: dict[str, Any] = {}
     base = Path.cwd()
     if path is not None:
@@ -340,14 +426,27 @@ def load_config(
         smpp_doc is None
         or (isinstance(smpp_doc, dict) and not {"accounts", "listeners"} & smpp_doc.keys())
     ):
-        listen = str((smpp_doc or {}).get("listen", SmppConfig().listen))
-        chosen = bool(environ.get("USSDSIM_SMPP_PASSWORD"))
-        if chosen or _loopback(listen.rpartition(":")[0]):
-            _set(doc, ("smpp", "accounts"), [default_smpp_account.model_dump()])
+        _set(doc, ("smpp", "accounts"), [default_smpp_account.model_dump()])
     try:
         return Config.model_validate(doc)
     except ValidationError as e:
         raise ConfigError(f"{path or 'configuration'}: {_describe(e)}") from e
+
+
+def with_handset_token(config: Config) -> tuple[Config, bool]:
+    """The configuration `serve` runs: beyond loopback a handset token is required, so one is
+    generated when none is set (and whether it was, so it can be printed once)."""
+    if config.http.handset_token is not None or config.http.on_loopback:
+        return config, False
+    http = config.http.model_copy(update={"handset_token": secrets.token_urlsafe(24)})
+    return config.model_copy(update={"http": http}), True
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 def resolve_path(config: Config, value: str) -> Path:

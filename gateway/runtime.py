@@ -88,6 +88,12 @@ def smpp_tls_files(config: Config) -> TlsFiles | None:
         raise StartupError(f"cannot write a self-signed certificate: {e}") from e
 
 
+def operator_numbers(config: Config) -> set[str]:
+    """The numbers the operator's own SMS come from: keyword short numbers, the password and
+    call detail senders. An ESME may not submit as one unless its account lists it."""
+    return {*config.sms.short_numbers, config.passwords.sender, config.offers.sender}
+
+
 def fault_problems(config: Config) -> list[str]:
     return config_problems(
         config.faults,
@@ -128,7 +134,11 @@ class Runtime:
         url = config.redis.url
         if url == "embedded":
             fsync = "always" if config.redis.durability == "strict" else "everysec"
-            embedded = EmbeddedRedis(resolve_path(config, config.redis.data_dir), fsync=fsync)
+            embedded = EmbeddedRedis(
+                resolve_path(config, config.redis.data_dir),
+                fsync=fsync,
+                maxmemory=config.redis.maxmemory,
+            )
             try:
                 # Spawned from this (long-lived) thread: it dies with it, see EmbeddedRedis.
                 embedded.spawn()
@@ -226,7 +236,7 @@ class Runtime:
         directory = SubscriberDirectory(
             ledger, auto_provision=config.subscribers.auto_provision, region=config.region
         )
-        abuse = AbuseLimits(RateLimiter(client), config)
+        abuse = AbuseLimits(RateLimiter(client), config, client)
         passwords = GuardedPasswordSender(
             ledger, inbox, config.sms, config.passwords.sender, events, metrics
         )
@@ -273,6 +283,7 @@ class Runtime:
                 faults=faults,
                 abuse=abuse,
                 tls=tls,
+                reserved_sources=operator_numbers(config),
             )
             smpp_app = smpp_app_factory(SmppUssdBridge(smsc, config.region), config.ussd)
         apps = AppSet.build(
@@ -335,6 +346,10 @@ class Runtime:
                 await self.deliver_due_documents()
             except Exception:  # as above; orders not yet taken are tried next round
                 log.warning("call detail notices failed", exc_info=True)
+            try:
+                await self.deliver_due_sms()
+            except Exception:  # as above; what is not yet claimed stays due
+                log.warning("scheduled SMPP delivery failed", exc_info=True)
             await self.recover_transfers()
 
     async def recover_transfers(self, reindex: bool = False) -> int:
@@ -360,6 +375,12 @@ class Runtime:
         if self.detail_notifier is None:
             return 0
         return await self.detail_notifier.deliver_due(await self.clock.now())
+
+    async def deliver_due_sms(self) -> int:
+        """Deliver (or expire) the scheduled MT due by now: any worker may take any of them."""
+        if self.smsc is None:
+            return 0
+        return await self.smsc.deliver_due(await self.clock.now())
 
     async def close(self) -> None:
         if self.smsc is not None:

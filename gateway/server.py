@@ -8,17 +8,16 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Sequence
 
 from aiohttp import web
+from redis.exceptions import RedisError
 
 from gateway import event_loop
-from gateway.config import Config
+from gateway.banner import Listening, SmscAt, banner, print_banner
+from gateway.config import Config, SmppAccount
 from gateway.http.app import build_app
 from gateway.http.limits import GatewayRunner
-from gateway.runtime import Runtime
-from sms.config import DEFAULT_LISTENER, SmppAccount
-from sms.smpp.tls import TlsFiles
+from gateway.runtime import Runtime, StartupError
 
 log = logging.getLogger("ussdsim")
 
@@ -31,10 +30,19 @@ async def serve(
     ready: asyncio.Event | None = None,
     announce: bool = True,
     worker: int | None = None,
+    dev_account: SmppAccount | None = None,
+    handset_token_generated: bool = False,
 ) -> None:
-    """`announce`: print the addresses and the operator token (a supervisor of several workers
-    prints them once instead); `worker`: this process's number among them."""
-    runtime = await Runtime.start(config, worker=worker)
+    """`announce`: print the addresses and the credentials made up for this run (a supervisor
+    of several workers prints them once instead); `worker`: this process's number among them;
+    `dev_account`: the SMPP account `serve` added because none is configured;
+    `handset_token_generated`: whether `serve` made up the handset token (printed then)."""
+    try:
+        runtime = await Runtime.start(config, worker=worker)
+    except RedisError as e:
+        raise StartupError(f"the store does not answer: {e}") from e
+    except OSError as e:  # a data folder that cannot be made or written
+        raise StartupError(str(e)) from e
     app = build_app(runtime)
     if config.workers > 1:
         app.on_response_prepare.append(tag_worker)
@@ -48,10 +56,16 @@ async def serve(
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
     try:
-        await site.start()
+        try:
+            await site.start()
+        except OSError as e:
+            raise StartupError(
+                f"HTTP cannot listen on {config.http.listen}: "
+                + (os.strerror(e.errno) if e.errno else str(e))
+            ) from e
         if announce:
             bound = runner.addresses[0] if runner.addresses else (host, port)
-            _announce(runtime, bound)
+            _announce(runtime, bound, dev_account, handset_token_generated)
         if ready is not None:
             ready.set()
         await stop.wait()
@@ -61,53 +75,41 @@ async def serve(
         await runtime.close()
 
 
-def _announce(runtime: Runtime, bound: tuple[str, int]) -> None:
+def _announce(
+    runtime: Runtime,
+    bound: tuple[str, int],
+    dev_account: SmppAccount | None,
+    handset_token_generated: bool,
+) -> None:
     config = runtime.config
-    store = f"{runtime.embedded.url} (embedded)" if runtime.embedded else config.redis.url
-    print(
-        f"ussdsim: HTTP on http://{bound[0]}:{bound[1]}  store: {store}  "
-        f"clock: {config.clock.mode}  loop: {event_loop.running_loop_name()}",
-        flush=True,
-    )
+    smpp = None
+    smscs: list[SmscAt] = []
     if runtime.smsc is not None:
         server = runtime.smsc.server
         where = {(e.listener, e.tls): server.address_of(e) for e in server.endpoints}
         at = {key: f"{host}:{port}" for key, (host, port) in where.items()}
-        announce_smpp(
-            [
-                (li.name, at[li.name, False], at.get((li.name, True)), li.accounts)
-                for li in config.smpp.listener_list()
-            ],
-            runtime.smpp_tls,
+        smscs = [
+            SmscAt(li.name, at[li.name, False], at.get((li.name, True)), li.accounts)
+            for li in config.smpp.listener_list()
+        ]
+        smpp = smscs[0].address
+    listening = Listening(
+        http=f"{bound[0]}:{bound[1]}",
+        smpp=smpp,
+        store=f"{runtime.embedded.address} (embedded)" if runtime.embedded else config.redis.url,
+        loop=event_loop.running_loop_name(),
+        smscs=smscs,
+        tls=runtime.smpp_tls,
+    )
+    print_banner(
+        banner(
+            config,
+            listening,
+            admin_token=runtime.admin_token,
+            dev_account=dev_account,
+            handset_token_generated=handset_token_generated,
         )
-    else:
-        print("ussdsim: SMPP off (no smpp.accounts configured)", flush=True)
-    if config.admin_token is None:
-        # Printed once so a person can use the operator API; never logged.
-        print(
-            f"ussdsim: operator token (set USSDSIM_ADMIN_TOKEN to choose one): "
-            f"{runtime.admin_token}",
-            flush=True,
-        )
-
-
-def announce_smpp(
-    listeners: Sequence[tuple[str, str, str | None, Sequence[SmppAccount]]],
-    tls_files: TlsFiles | None,
-) -> None:
-    """Each SMSC's addresses and accounts, as (name, address, TLS address or None, accounts);
-    with TLS, the SHA-256 fingerprint a client can pin (or compare)."""
-    for name, address, tls_address, accounts in listeners:
-        # the one SMSC of the shorthand form prints no name
-        named = "" if name == DEFAULT_LISTENER else f"  listener: {name}"
-        ids = ", ".join(a.system_id for a in accounts)
-        print(f"ussdsim: SMPP on {address}{named}  accounts: {ids}", flush=True)
-        if tls_address is not None and tls_files is not None:
-            print(
-                f"ussdsim: SMPP over TLS on {tls_address}{named}  certificate: {tls_files.cert}  "
-                f"SHA-256 fingerprint: {tls_files.fingerprint()}",
-                flush=True,
-            )
+    )
 
 
 async def tag_worker(request: web.Request, response: web.StreamResponse) -> None:

@@ -7,11 +7,13 @@ configures.
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
 from shared.settings import StrictSection, split_hostport
+from sms.smpp import ussd_variants
 
 BindType = Literal["transmitter", "receiver", "transceiver"]
 DEFAULT_LISTENER = "default"  # the name of the one SMSC that `smpp.listen` describes
@@ -24,8 +26,11 @@ def _all_bind_types() -> list[BindType]:
 class SmppAccount(StrictSection):
     system_id: str = Field(min_length=1, max_length=15)
     password: str = Field(min_length=1, max_length=8)
-    # source_addr values a submit_sm may carry; empty means any
+    # source_addr values a submit_sm may carry; empty means any (but the operator's own numbers,
+    # which only an account that lists them may use)
     allowed_sources: list[str] = Field(default_factory=list)
+    # networks a bind may come from (CIDR: "10.0.0.0/8", "127.0.0.1"); empty means any
+    allowed_addresses: list[str] = Field(default_factory=list)
     # subscribers' SMS to these short numbers go to this account as deliver_sm
     short_numbers: list[str] = Field(default_factory=list)
     bind_types: list[BindType] = Field(default_factory=_all_bind_types)
@@ -38,6 +43,35 @@ class SmppAccount(StrictSection):
     ussd_end: Literal["op", "session_info"] = "op"
     # the SMSC (`smpp.listeners`) it binds to; set from the listener that lists the account
     listener: str = DEFAULT_LISTENER
+    # the USSD-over-SMPP convention the client speaks: a module of sms.smpp.ussd_variants
+    ussd_variant: str = ussd_variants.DEFAULT
+
+    @field_validator("ussd_variant")
+    @classmethod
+    def _known_variant(cls, v: str) -> str:
+        if v not in ussd_variants.VARIANTS:
+            raise ValueError(f"unknown USSD variant {v!r}; known: {ussd_variants.known()}")
+        return v
+
+    @model_validator(mode="after")
+    def _end_of_variant(self) -> SmppAccount:
+        # The other variants say themselves how a dialogue ends.
+        if self.ussd_end != "op" and self.ussd_variant != "smpp34":
+            raise ValueError(
+                f"ussd_end: {self.ussd_end} is a choice of ussd_variant smpp34, "
+                f"not {self.ussd_variant}"
+            )
+        return self
+
+    @field_validator("allowed_addresses")
+    @classmethod
+    def _networks(cls, v: list[str]) -> list[str]:
+        for network in v:
+            try:
+                ipaddress.ip_network(network, strict=False)
+            except ValueError:
+                raise ValueError(f"{network!r} is not an address or a CIDR network") from None
+        return v
 
 
 class _Addresses(StrictSection):
@@ -116,14 +150,20 @@ class SmppConfig(_Addresses):
     bind_timeout_s: float = Field(default=30, gt=0)  # a connection not bound by then is closed
     max_connections_per_ip: int = Field(default=64, ge=0)  # 0: no limit
     upstream: SmppUpstream | None = None
-    # Failed binds (wrong password or system_id) tolerated per source address and per system_id
-    # within bind_fail_window_s; beyond that a bind is refused unchecked. 0: no limit.
-    bind_fail_address_limit: int = Field(default=5, ge=0)
-    bind_fail_system_id_limit: int = Field(default=20, ge=0)
+    # Failed binds (wrong password or system_id) slow down the (system_id, address) pair they
+    # came from: its next bind is answered after bind_fail_delay_s, doubling per failure up to
+    # bind_fail_delay_max_s; the count is forgotten bind_fail_window_s (server clock) after the
+    # last failure, or at the pair's next good bind. 0: no brake.
+    bind_fail_delay_s: float = Field(default=0.5, ge=0, le=60)
+    bind_fail_delay_max_s: float = Field(default=4, ge=0, le=60)
     bind_fail_window_s: int = Field(default=300, ge=1)
     # Several SMSCs in one server, each its own ports and accounts. Unset: one, named "default",
     # on `listen` / `tls_listen` with `accounts` (the shorthand).
     listeners: list[SmppListener] = Field(default_factory=list)
+    # deliver_sm waiting for a receiver (MO SMS, receipts): an MO beyond mo_queue_max items is
+    # refused; an item older than mo_validity_s (server clock) is expired, not delivered
+    mo_queue_max: int = Field(default=10_000, ge=1)
+    mo_validity_s: float = Field(default=3 * 24 * 3600, gt=0)
 
     @model_validator(mode="after")
     def _tls_pair(self) -> SmppConfig:
@@ -167,6 +207,18 @@ class SmppConfig(_Addresses):
         _check_unique(flat)
         self.accounts = flat
         return self
+
+    @model_validator(mode="before")
+    @classmethod
+    def _replaced_keys(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            old = sorted({"bind_fail_address_limit", "bind_fail_system_id_limit"} & set(data))
+            if old:
+                raise ValueError(
+                    f"{', '.join(old)}: replaced by bind_fail_delay_s and bind_fail_delay_max_s "
+                    "(failed binds slow their address down instead of locking the account out)"
+                )
+        return data
 
     def listener_list(self) -> list[SmppListener]:
         """Every SMSC of the server: the `listeners`, or the one the shorthand describes."""

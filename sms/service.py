@@ -17,6 +17,7 @@ from sms.inbox import Inbox
 from sms.keywords import decide
 from sms.ports import Clock, EventLog, Metrics, PasswordSender, SubscriberDirectory
 from sms.smpp.pdu import Tlv
+from sms.smpp.queue_bounds import QueueFull
 from sms.smpp.tlvs import given, shown
 
 
@@ -44,7 +45,9 @@ class SmppRouting(Protocol):
         now: float,
         message_id: str,
         tlvs: Sequence[Tlv] = (),
-    ) -> None: ...
+    ) -> None:
+        """Raises `sms.smpp.queue_bounds.QueueFull` when the account's queue has no room."""
+        ...
 
 
 class SmsGateway:
@@ -116,6 +119,16 @@ class SmsGateway:
         if short is None and smpp_account is None:
             recipient = await self._directory.require(to, now, actor="sms")
         message_id = f"mo-{secrets.token_hex(8)}"
+        if smpp_account is not None and self.smpp is not None:
+            # Queued first: an MO the account's full queue refuses is not counted as sent.
+            try:
+                await self.smpp.enqueue_mo(smpp_account, sender, to, text, now, message_id, tlvs)
+            except QueueFull as e:
+                raise ApiError(
+                    507,
+                    "queue_full",
+                    f"{e.limit} messages already wait for {to}'s application to take them",
+                ) from e
         self._metrics.sms.labels("mo", plan.encoding).inc()
         self._metrics.sms_segments.labels("mo").inc(plan.segments)
         await self._events.emit(
@@ -131,8 +144,6 @@ class SmsGateway:
         lang = subscriber.lang
         if recipient is not None:
             await self._deliver(recipient.msisdn, sender, text, now)
-        elif smpp_account is not None and self.smpp is not None:
-            await self.smpp.enqueue_mo(smpp_account, sender, to, text, now, message_id, tlvs)
         elif short is not None:
             decision = decide(short.handler, text)
             if decision.kind == "issue_password":

@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 import yaml
 
+from gateway.banner import SmscAt, smpp_lines
 from gateway.config import ConfigError
-from gateway.server import announce_smpp
 from ledger.embedded import EmbeddedRedis, free_port
 from sms.config import SmppAccount
 from sms.smpp.constants import Status
@@ -244,12 +244,10 @@ def test_a_receipt_mix_is_the_persona_of_accounts_without_their_own() -> None:
     assert type(config).model_validate_json(config.model_dump_json()) == config
 
 
-def test_the_banner_names_each_listener(capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_banner_names_each_listener() -> None:
     account = [SmppAccount(system_id="x", password="p")]
-    announce_smpp(
-        [("default", "h:1", None, account), ("beta", "h:2", "h:3", account)], tls_files=None
-    )
-    assert capsys.readouterr().out.splitlines() == [
+    smscs = [SmscAt("default", "h:1", None, account), SmscAt("beta", "h:2", "h:3", account)]
+    assert smpp_lines(smscs, tls=None) == [
         "ussdsim: SMPP on h:1  accounts: x",
         "ussdsim: SMPP on h:2  listener: beta  accounts: x",
     ]
@@ -272,11 +270,11 @@ async def test_every_worker_serves_every_listener(tmp_path: Path) -> None:
     )
     try:
         assert proc.stdout is not None
-        banner = [proc.stdout.readline() for _ in range(4)]
+        banner = [proc.stdout.readline() for _ in range(5)]
         assert "workers: 2" in banner[0], "".join(banner)
         assert (
             f"SMPP on 127.0.0.1:{ports['beta']}  listener: beta  accounts: shop_b, shop_b2"
-            in (banner[3])
+            in (banner[4])
         )
         workers = descendants(proc.pid)
         for number in ports.values():

@@ -9,12 +9,14 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+import redis.asyncio as aioredis
 
 from ledger.embedded import EmbeddedRedis
 from sms.smpp.codec import encode
 from sms.smpp.constants import MessageState, Status
 from sms.smpp.esme import EsmeClient
 from sms.smpp.pdu import make_pdu
+from sms.smpp.schedule import format_relative
 from tests.integration.smpp_support import RawClient, Smsc, start_smsc
 
 NUMBERS = ["79161234567", "+79161234568", "89161234569"]
@@ -91,6 +93,12 @@ async def test_254_destinations_are_all_served(smsc: Smsc) -> None:
     [
         ("shop", "secret", {"dest_addresses": []}, Status.RINVNUMDESTS),
         ("limited", "pw", {"source_addr": "OTHER"}, Status.RINVSRCADR),
+        # the operator's own numbers, as for submit_sm
+        ("shop", "secret", {"source_addr": "3339"}, Status.RINVSRCADR),
+        # one message_id for every recipient cannot wait, be queried or replaced per recipient
+        ("shop", "secret", {"schedule_delivery_time": format_relative(3600)}, Status.RINVSCHED),
+        ("shop", "secret", {"schedule_delivery_time": "tomorrow"}, Status.RINVSCHED),
+        ("shop", "secret", {"validity_period": "soon"}, Status.RINVEXPIRY),
         ("shop", "secret", {"data_coding": 8, "short_message": b"\x04"}, Status.RINVMSGLEN),
         ("shop", "secret", {"service_type": "USSD"}, Status.RINVSERTYP),
         # one part of a UDH-concatenated text: reassembly per recipient is not offered
@@ -134,3 +142,35 @@ async def test_a_broken_destination_list_changes_nothing(smsc: Smsc) -> None:
     )
     assert link.command == "enquire_link_resp"
     assert await smsc.api.snapshot() == before
+
+
+async def test_a_validity_alone_is_delivered_at_once(smsc: Smsc) -> None:
+    async with client(smsc) as esme:
+        resp = await esme.request_pdu(
+            "submit_multi",
+            dest_addresses=[sme(NUMBERS[0])],
+            validity_period=format_relative(3600),
+            short_message=b"now",
+        )
+    assert (resp.status, resp["unsuccess_smes"]) == (Status.ROK, [])
+    assert [m["text"] for m in await smsc.api.inbox(E164[0])] == ["now"]
+
+
+async def test_a_full_store_answers_rsyserr_and_the_session_stays(
+    smsc: Smsc, redis_client: aioredis.Redis
+) -> None:
+    dests = [sme(n) for n in NUMBERS]
+    async with client(smsc) as esme:
+        first = await esme.request_pdu("submit_multi", dest_addresses=dests, short_message=b"a")
+        assert first.status == Status.ROK
+        before = await smsc.api.snapshot()
+        await redis_client.config_set("maxmemory", 1)  # every write is now over the limit
+        try:
+            full = await esme.request_pdu("submit_multi", dest_addresses=dests, short_message=b"b")
+            alive = await esme.request_pdu("enquire_link")
+        finally:
+            await redis_client.config_set("maxmemory", 0)
+        assert (full.status, alive.status) == (Status.RSYSERR, Status.ROK)
+        assert await smsc.api.snapshot() == before, "nothing of the refused submit applied"
+    for number in E164:
+        assert [m["text"] for m in await smsc.api.inbox(number)] == ["a"]
