@@ -7,22 +7,55 @@ after the sockets are bound, so a start that fails never shows a password that p
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from gateway.config import Config, SmppAccount
 from gateway.healthcheck import browser_url
+from sms.config import DEFAULT_LISTENER
+from sms.smpp.tls import TlsFiles
+
+
+@dataclass(frozen=True)
+class SmscAt:
+    """One SMSC of `smpp.listeners` as bound: `host:port`, and over TLS when it has that."""
+
+    name: str
+    address: str
+    tls_address: str | None
+    accounts: Sequence[SmppAccount]
 
 
 @dataclass(frozen=True)
 class Listening:
-    """What is bound: `http` and `smpp` as `host:port` (`smpp` None when the SMSC is off)."""
+    """What is bound: `http` and `smpp` as `host:port` (`smpp` None when the SMSC is off);
+    `smscs`: every SMSC (empty: the one of `smpp.listen` and `smpp.accounts`); `tls`: the
+    certificate of their TLS ports, when there are any."""
 
     http: str
     smpp: str | None
     store: str
     loop: str
     workers: str = ""  # e.g. "workers: 4 (pids 10, 11, 12, 13)"
+    smscs: Sequence[SmscAt] = ()
+    tls: TlsFiles | None = None
+
+
+def smpp_lines(smscs: Sequence[SmscAt], tls: TlsFiles | None) -> list[str]:
+    """Each SMSC's addresses and accounts; with TLS, the SHA-256 fingerprint a client can pin
+    (or compare)."""
+    lines = []
+    for smsc in smscs:
+        # the one SMSC of the shorthand form prints no name
+        named = "" if smsc.name == DEFAULT_LISTENER else f"  listener: {smsc.name}"
+        ids = ", ".join(a.system_id for a in smsc.accounts)
+        lines.append(f"ussdsim: SMPP on {smsc.address}{named}  accounts: {ids}")
+        if smsc.tls_address is not None and tls is not None:
+            lines.append(
+                f"ussdsim: SMPP over TLS on {smsc.tls_address}{named}  certificate: {tls.cert}  "
+                f"SHA-256 fingerprint: {tls.fingerprint()}"
+            )
+    return lines
 
 
 def banner(
@@ -50,8 +83,10 @@ def banner(
         f"ussdsim: web phone on {browser_url(listening.http)}",
     ]
     if listening.smpp is not None:
-        accounts = ", ".join(a.system_id for a in config.smpp.accounts)
-        lines.append(f"ussdsim: SMPP on {listening.smpp}  accounts: {accounts}")
+        smscs = listening.smscs or [
+            SmscAt(DEFAULT_LISTENER, listening.smpp, None, config.smpp.accounts)
+        ]
+        lines.extend(smpp_lines(smscs, listening.tls))
     else:
         lines.append("ussdsim: SMPP off (smpp.accounts is an empty list in the configuration)")
     if dev_account is not None and listening.smpp is not None:

@@ -26,7 +26,7 @@ from pydantic import (
     model_validator,
 )
 
-from gateway.harness.faults import Persona
+from gateway.harness.faults import Persona, ReceiptMix
 from gateway.ussd.dialects import BUILT_IN, DEFAULT_DIALECT, DeclarativeSpec, known_dialects
 from ledger.money import MoneySettings
 from ledger.store_client import cluster_seed_url
@@ -292,6 +292,27 @@ class Config(StrictSection):
     region: str = "RU"
     base_dir: str = "."  # where relative paths in the file are resolved from; set by the loader
 
+    @model_validator(mode="after")
+    def _listener_receipts(self) -> Config:
+        """A listener's `receipts` mix is the fault persona of each of its accounts, unless a
+        persona configured for the account has a mix of its own."""
+        for listener in self.smpp.listeners:
+            if listener.receipts is None:
+                continue
+            try:
+                mix = ReceiptMix.model_validate(listener.receipts)
+            except ValidationError as e:
+                reason = e.errors()[0]["msg"]
+                raise ValueError(f"smpp.listeners {listener.name}: receipts: {reason}") from None
+            for account in listener.accounts:
+                scope = f"smpp:{account.system_id}"
+                persona = self.faults.get(scope)
+                if persona is None:
+                    self.faults[scope] = Persona(receipts=mix)
+                elif persona.receipts is None:
+                    self.faults[scope] = persona.model_copy(update={"receipts": mix})
+        return self
+
 
 class ConfigError(Exception):
     pass
@@ -402,7 +423,8 @@ def load_config(
     doc["base_dir"] = str(base)
     smpp_doc = doc.get("smpp")
     if default_smpp_account is not None and (
-        smpp_doc is None or (isinstance(smpp_doc, dict) and "accounts" not in smpp_doc)
+        smpp_doc is None
+        or (isinstance(smpp_doc, dict) and not {"accounts", "listeners"} & smpp_doc.keys())
     ):
         _set(doc, ("smpp", "accounts"), [default_smpp_account.model_dump()])
     try:

@@ -38,6 +38,7 @@ from sms.service import SmsGateway
 from sms.smpp.forwarding import ForwardingInbox
 from sms.smpp.smsc import Smsc
 from sms.smpp.store import SmppStore
+from sms.smpp.tls import TlsError, TlsFiles, self_signed, server_context
 from sms.smpp.ussd_bridge import SmppUssdBridge
 
 log = logging.getLogger("ussdsim")
@@ -72,6 +73,21 @@ def check_wiring(config: Config, menus: MenuSet, actions: Actions) -> list[str]:
     return problems
 
 
+def smpp_tls_files(config: Config) -> TlsFiles | None:
+    """The certificate and key of `smpp.tls_listen`: the configured pair, else the self-signed
+    one in the data directory (generated on first use). None when TLS is off."""
+    smpp = config.smpp
+    tls = next((li.tls_host_port for li in smpp.listener_list() if li.tls_listen), None)
+    if tls is None:
+        return None
+    if smpp.tls_cert is not None and smpp.tls_key is not None:
+        return TlsFiles(resolve_path(config, smpp.tls_cert), resolve_path(config, smpp.tls_key))
+    try:
+        return self_signed(resolve_path(config, config.redis.data_dir), tls[0])
+    except OSError as e:
+        raise StartupError(f"cannot write a self-signed certificate: {e}") from e
+
+
 def operator_numbers(config: Config) -> set[str]:
     """The numbers the operator's own SMS come from: keyword short numbers, the password and
     call detail senders. An ESME may not submit as one unless its account lists it."""
@@ -104,6 +120,7 @@ class Runtime:
     apps: AppSet
     embedded: EmbeddedRedis | None = None
     smsc: Smsc | None = None  # listening only when smpp.accounts has an account
+    smpp_tls: TlsFiles | None = None  # the certificate of smpp.tls_listen, when it is on
     detail_notifier: DetailNotifier | None = None
     faults: FaultBook | None = None
     abuse: AbuseLimits | None = None  # per-address and failed-bind limits
@@ -241,7 +258,14 @@ class Runtime:
         router = Router([RouteTarget(r.code, r.menu) for r in config.routes])
         smsc = None
         smpp_app = None
+        tls_files = None
         if config.smpp.accounts:
+            try:
+                tls_files = smpp_tls_files(config)
+                tls = server_context(tls_files) if tls_files is not None else None
+            except (TlsError, StartupError) as e:
+                await inbox.close()
+                raise StartupError(f"smpp.tls_listen: {e}") from e
             store = SmppStore(
                 client,
                 max_inbox_messages=config.sms.inbox_max_messages,
@@ -258,6 +282,7 @@ class Runtime:
                 metrics=metrics,
                 faults=faults,
                 abuse=abuse,
+                tls=tls,
                 reserved_sources=operator_numbers(config),
             )
             smpp_app = smpp_app_factory(SmppUssdBridge(smsc, config.region), config.ussd)
@@ -284,6 +309,7 @@ class Runtime:
             apps=apps,
             embedded=embedded,
             smsc=smsc,
+            smpp_tls=tls_files,
             faults=faults,
             blocking_redis=blocking,
         )
@@ -293,7 +319,13 @@ class Runtime:
             except OSError as e:
                 await apps.close()
                 await inbox.close()
-                raise StartupError(f"SMPP cannot listen on {config.smpp.listen}: {e}") from e
+                where = " or ".join(
+                    a
+                    for li in config.smpp.listener_list()
+                    for a in (li.listen, li.tls_listen)
+                    if a is not None
+                )
+                raise StartupError(f"SMPP cannot listen on {where}: {e}") from e
         runtime.abuse = abuse
         runtime.detail_notifier = DetailNotifier(
             ledger, inbox, config.offers.sender, events, metrics, config.sms.texts

@@ -13,7 +13,7 @@ from aiohttp import web
 from redis.exceptions import RedisError
 
 from gateway import event_loop
-from gateway.banner import Listening, banner, print_banner
+from gateway.banner import Listening, SmscAt, banner, print_banner
 from gateway.config import Config, SmppAccount
 from gateway.http.app import build_app
 from gateway.http.limits import GatewayRunner
@@ -83,14 +83,23 @@ def _announce(
 ) -> None:
     config = runtime.config
     smpp = None
+    smscs: list[SmscAt] = []
     if runtime.smsc is not None:
-        smpp_host, smpp_port = runtime.smsc.server.address
-        smpp = f"{smpp_host}:{smpp_port}"
+        server = runtime.smsc.server
+        where = {(e.listener, e.tls): server.address_of(e) for e in server.endpoints}
+        at = {key: f"{host}:{port}" for key, (host, port) in where.items()}
+        smscs = [
+            SmscAt(li.name, at[li.name, False], at.get((li.name, True)), li.accounts)
+            for li in config.smpp.listener_list()
+        ]
+        smpp = smscs[0].address
     listening = Listening(
         http=f"{bound[0]}:{bound[1]}",
         smpp=smpp,
         store=f"{runtime.embedded.address} (embedded)" if runtime.embedded else config.redis.url,
         loop=event_loop.running_loop_name(),
+        smscs=smscs,
+        tls=runtime.smpp_tls,
     )
     print_banner(
         banner(

@@ -37,14 +37,16 @@ from types import FrameType
 from redis.exceptions import RedisError
 
 from gateway import event_loop
-from gateway.banner import Listening, banner, print_banner
+from gateway.banner import Listening, SmscAt, banner, print_banner
 from gateway.config import Config, SmppAccount, resolve_path
 from gateway.harness.faults import apply_config_personas, config_problems
 from gateway.harness.metrics import MULTIPROC_ENV
 from ledger.embedded import EmbeddedRedis, EmbeddedRedisError
 from ledger.store_client import open_store
+from sms.config import SmppConfig
 from sms.smpp.scheduled_store import ScheduledStore
 from sms.smpp.store import SmppStore
+from sms.smpp.tls import TlsFiles
 
 log = logging.getLogger("ussdsim.workers")
 
@@ -80,6 +82,7 @@ class Supervisor:
     _metrics_dir: str | None = None
     _stop_signal: int | None = None
     _respawns: list[float] = field(default_factory=list)
+    tls_files: TlsFiles | None = None  # the certificate of smpp.tls_listen, when it is on
 
     # --- the run ----------------------------------------------------------------------------
     def run(self) -> int:
@@ -111,7 +114,7 @@ class Supervisor:
         http = config.http.model_copy(update={"listen": self._settle_port(config.http.listen)})
         smpp = config.smpp
         if smpp.accounts:
-            smpp = smpp.model_copy(update={"listen": self._settle_port(smpp.listen)})
+            smpp = self._settle_smpp(config, smpp)
         url = config.redis.url
         if url == "embedded":
             fsync = "always" if config.redis.durability == "strict" else "everysec"
@@ -138,6 +141,37 @@ class Supervisor:
                 "smpp": smpp,
                 "admin_token": config.admin_token or secrets.token_urlsafe(24),
             }
+        )
+
+    def _settle_smpp(self, config: Config, smpp: SmppConfig) -> SmppConfig:
+        """Every SMSC's ports, and one certificate for all TLS ports: a self-signed pair is
+        generated here, once, and the workers are handed its files."""
+        from gateway.runtime import StartupError, smpp_tls_files
+
+        def settled(address: str | None) -> str | None:
+            return None if address is None else self._settle_port(address)
+
+        if smpp.listeners:
+            listeners = [
+                li.model_copy(
+                    update={"listen": settled(li.listen), "tls_listen": settled(li.tls_listen)}
+                )
+                for li in smpp.listeners
+            ]
+            smpp = smpp.model_copy(update={"listeners": listeners})
+        else:
+            smpp = smpp.model_copy(
+                update={"listen": settled(smpp.listen), "tls_listen": settled(smpp.tls_listen)}
+            )
+        try:
+            files = smpp_tls_files(config)
+        except StartupError as e:
+            raise SupervisorError(f"smpp.tls_listen: {e}") from e
+        if files is None:
+            return smpp
+        self.tls_files = files
+        return smpp.model_copy(
+            update={"tls_cert": str(files.cert.resolve()), "tls_key": str(files.key.resolve())}
         )
 
     def _settle_port(self, listen: str) -> str:
@@ -258,12 +292,18 @@ class Supervisor:
     def _announce(self, worker_config: Config) -> None:
         pids = ", ".join(str(w.process.pid) for w in self.workers)
         store = f"{self.embedded.address} (embedded)" if self.embedded else worker_config.redis.url
+        smscs = [
+            SmscAt(li.name, li.listen, li.tls_listen, li.accounts)
+            for li in worker_config.smpp.listener_list()
+        ]
         listening = Listening(
             http=worker_config.http.listen,
-            smpp=worker_config.smpp.listen if worker_config.smpp.accounts else None,
+            smpp=smscs[0].address if worker_config.smpp.accounts else None,
             store=store,
             loop=event_loop.loop_name(),
             workers=f"workers: {len(self.workers)} (pids {pids})",
+            smscs=smscs,
+            tls=self.tls_files,
         )
         # Printed once for all workers so a person can use the operator API; never logged.
         lines = banner(

@@ -16,6 +16,7 @@ from shared.settings import StrictSection, split_hostport
 from sms.smpp import ussd_variants
 
 BindType = Literal["transmitter", "receiver", "transceiver"]
+DEFAULT_LISTENER = "default"  # the name of the one SMSC that `smpp.listen` describes
 
 
 def _all_bind_types() -> list[BindType]:
@@ -40,6 +41,8 @@ class SmppAccount(StrictSection):
     dlr: bool = True  # send delivery receipts when registered_delivery asks for them
     # how this client ends a USSD dialogue: ussd_service_op 17, or the its_session_info end bit
     ussd_end: Literal["op", "session_info"] = "op"
+    # the SMSC (`smpp.listeners`) it binds to; set from the listener that lists the account
+    listener: str = DEFAULT_LISTENER
     # the USSD-over-SMPP convention the client speaks: a module of sms.smpp.ussd_variants
     ussd_variant: str = ussd_variants.DEFAULT
 
@@ -71,6 +74,50 @@ class SmppAccount(StrictSection):
         return v
 
 
+class _Addresses(StrictSection):
+    """Where an SMSC listens: SMPP, and the same over TLS (e.g. "127.0.0.1:3550") when set."""
+
+    listen: str = "127.0.0.1:2775"
+    tls_listen: str | None = None
+
+    @field_validator("listen", "tls_listen")
+    @classmethod
+    def _address(cls, v: str | None) -> str | None:
+        if v is not None:
+            split_hostport(v)
+        return v
+
+    @property
+    def host_port(self) -> tuple[str, int]:
+        return split_hostport(self.listen)
+
+    @property
+    def tls_host_port(self) -> tuple[str, int] | None:
+        return split_hostport(self.tls_listen) if self.tls_listen is not None else None
+
+
+class SmppListener(_Addresses):
+    """One SMSC of several in one server: its own ports, accounts, throughput and receipts."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,32}$")
+    listen: str
+    accounts: list[SmppAccount] = Field(default_factory=list)
+    # submit_sm, data_sm and submit_multi per second over all its accounts; 0: no limit
+    max_tps: float = Field(default=0, ge=0)
+    # the receipt mix of its accounts, as a fault persona's `receipts` ({DELIVRD: 90,
+    # UNDELIV: 10, delay_ms: ...}); `gateway.config` makes it each account's persona
+    receipts: dict[str, Any] | None = None
+
+
+def _check_unique(accounts: list[SmppAccount]) -> None:
+    ids = [a.system_id for a in accounts]
+    if len(set(ids)) != len(ids):
+        raise ValueError("system_id values must be unique")
+    numbers = [n for a in accounts for n in a.short_numbers]
+    if len(set(numbers)) != len(numbers):
+        raise ValueError("a short number can be routed to one account only")
+
+
 class SmppUpstream(StrictSection):
     """An SMSC that MT messages generated here are also submitted to (ESME client mode)."""
 
@@ -87,8 +134,12 @@ class SmppUpstream(StrictSection):
         return v
 
 
-class SmppConfig(StrictSection):
-    listen: str = "127.0.0.1:2775"
+class SmppConfig(_Addresses):
+    # `listen`, and `tls_listen` for the same SMSC over TLS (off when unset): the shorthand for
+    # one listener; with `listeners`, each gives its own.
+    # PEM files; both or neither. Neither: a self-signed pair generated once into the data dir.
+    tls_cert: str | None = None
+    tls_key: str | None = None
     accounts: list[SmppAccount] = Field(default_factory=list)
     inactivity_s: float = Field(default=120, gt=0)
     enquire_interval_s: float = Field(default=30, gt=0)
@@ -106,16 +157,56 @@ class SmppConfig(StrictSection):
     bind_fail_delay_s: float = Field(default=0.5, ge=0, le=60)
     bind_fail_delay_max_s: float = Field(default=4, ge=0, le=60)
     bind_fail_window_s: int = Field(default=300, ge=1)
+    # Several SMSCs in one server, each its own ports and accounts. Unset: one, named "default",
+    # on `listen` / `tls_listen` with `accounts` (the shorthand).
+    listeners: list[SmppListener] = Field(default_factory=list)
     # deliver_sm waiting for a receiver (MO SMS, receipts): an MO beyond mo_queue_max items is
     # refused; an item older than mo_validity_s (server clock) is expired, not delivered
     mo_queue_max: int = Field(default=10_000, ge=1)
     mo_validity_s: float = Field(default=3 * 24 * 3600, gt=0)
 
-    @field_validator("listen")
-    @classmethod
-    def _listen(cls, v: str) -> str:
-        split_hostport(v)
-        return v
+    @model_validator(mode="after")
+    def _tls_pair(self) -> SmppConfig:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("smpp.tls_cert and smpp.tls_key go together: give both or neither")
+        return self
+
+    @model_validator(mode="after")
+    def _listeners(self) -> SmppConfig:
+        """With `listeners`, `accounts` becomes every listener's accounts, each marked with its
+        listener: what binds, queues and personas go by is unchanged (system_ids and short
+        numbers stay unique over all listeners)."""
+        if not self.listeners:
+            if any(a.listener != DEFAULT_LISTENER for a in self.accounts):
+                raise ValueError("an account names a listener, but smpp.listeners is not set")
+            _check_unique(self.accounts)
+            return self
+        if self.tls_listen is not None:
+            raise ValueError("with smpp.listeners, give tls_listen in each listener")
+        names = [li.name for li in self.listeners]
+        if len(set(names)) != len(names):
+            raise ValueError("smpp.listeners: names must be unique")
+        addresses = [
+            a
+            for li in self.listeners
+            for a in (li.listen, li.tls_listen)
+            if a is not None and not a.endswith(":0")
+        ]
+        if len(set(addresses)) != len(addresses):
+            raise ValueError("smpp.listeners: each listen and tls_listen address once")
+        for li in self.listeners:
+            for a in li.accounts:
+                if a.listener not in (DEFAULT_LISTENER, li.name):
+                    raise ValueError(f"account {a.system_id} is listed in listener {li.name}")
+        flat = [
+            a.model_copy(update={"listener": li.name}) for li in self.listeners for a in li.accounts
+        ]
+        # A configuration written back out (to the workers) holds the list already.
+        if self.accounts and self.accounts != flat:
+            raise ValueError("with smpp.listeners, list each account in its listener")
+        _check_unique(flat)
+        self.accounts = flat
+        return self
 
     @model_validator(mode="before")
     @classmethod
@@ -129,20 +220,13 @@ class SmppConfig(StrictSection):
                 )
         return data
 
-    @field_validator("accounts")
-    @classmethod
-    def _unique(cls, v: list[SmppAccount]) -> list[SmppAccount]:
-        ids = [a.system_id for a in v]
-        if len(set(ids)) != len(ids):
-            raise ValueError("system_id values must be unique")
-        numbers = [n for a in v for n in a.short_numbers]
-        if len(set(numbers)) != len(numbers):
-            raise ValueError("a short number can be routed to one account only")
-        return v
-
-    @property
-    def host_port(self) -> tuple[str, int]:
-        return split_hostport(self.listen)
+    def listener_list(self) -> list[SmppListener]:
+        """Every SMSC of the server: the `listeners`, or the one the shorthand describes."""
+        if self.listeners:
+            return list(self.listeners)
+        single = SmppListener(name=DEFAULT_LISTENER, listen=self.listen, tls_listen=self.tls_listen)
+        single.accounts = list(self.accounts)  # already validated: no second round
+        return [single]
 
 
 class ShortNumber(StrictSection):

@@ -53,10 +53,12 @@ class Message:
     at: float
     encoding: str
     segments: int
+    # the SMPP TLVs the message came with (`sms.smpp.tlvs`); only an ESME's MT has any
+    tlvs: tuple[dict[str, Any], ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         at = datetime.fromtimestamp(self.at, UTC).isoformat(timespec="milliseconds")
-        return {
+        body = {
             "id": self.id,
             "from": self.sender,
             "to": self.to,
@@ -65,6 +67,9 @@ class Message:
             "encoding": self.encoding,
             "segments": self.segments,
         }
+        if self.tlvs:
+            body["tlvs"] = list(self.tlvs)
+        return body
 
     @classmethod
     def _from_stored(cls, raw: str | bytes) -> Message:
@@ -77,6 +82,7 @@ class Message:
             at=float(d["at"]),
             encoding=d["encoding"],
             segments=int(d["segments"]),
+            tlvs=tuple(d.get("tlvs", ())),
         )
 
 

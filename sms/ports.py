@@ -49,7 +49,7 @@ class Metrics(Protocol):
     def sms_segments(self) -> Counter: ...  # labels: direction
 
     @property
-    def smpp_pdus(self) -> Counter: ...  # labels: direction, command, status
+    def smpp_pdus(self) -> Counter: ...  # labels: direction, command, status, listener
 
     @property
     def smpp_queue_dropped(self) -> Counter: ...  # labels: account, reason

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -15,7 +16,9 @@ from sms.encoding import TextTooLong, plan_sms
 from sms.inbox import Inbox
 from sms.keywords import decide
 from sms.ports import Clock, EventLog, Metrics, PasswordSender, SubscriberDirectory
+from sms.smpp.pdu import Tlv
 from sms.smpp.queue_bounds import QueueFull
+from sms.smpp.tlvs import given, shown
 
 
 @dataclass(frozen=True)
@@ -34,7 +37,14 @@ class SmppRouting(Protocol):
     def system_id_for_short_number(self, number: str) -> str | None: ...
 
     async def enqueue_mo(
-        self, system_id: str, sender: str, to: str, text: str, now: float, message_id: str
+        self,
+        system_id: str,
+        sender: str,
+        to: str,
+        text: str,
+        now: float,
+        message_id: str,
+        tlvs: Sequence[Tlv] = (),
     ) -> None:
         """Raises `sms.smpp.queue_bounds.QueueFull` when the account's queue has no room."""
         ...
@@ -69,7 +79,12 @@ class SmsGateway:
             return to
         return self._directory.normalize(to, field="to")
 
-    async def submit(self, raw_from: object, raw_to: object, text: object) -> Accepted:
+    async def submit(
+        self, raw_from: object, raw_to: object, text: object, raw_tlvs: object = None
+    ) -> Accepted:
+        """`raw_tlvs`: TLVs (`sms.smpp.tlvs.given`) for the deliver_sm, when `to` is a short
+        number routed to an SMPP account; anywhere else they would be lost, so refused."""
+        tlvs = given(raw_tlvs)
         sender = self._directory.normalize(raw_from, field="from")
         to = self._destination(raw_to)
         if not isinstance(text, str) or not text:
@@ -88,6 +103,11 @@ class SmsGateway:
             smpp_account = self.smpp.system_id_for_short_number(to)
         if is_short_number(to) and short is None and smpp_account is None:
             raise not_found("unknown_destination", f"no service answers on short number {to}")
+        if tlvs and smpp_account is None:
+            raise bad_request(
+                "tlvs_without_smpp",
+                "tlvs travel only in a deliver_sm: send to a short number of an SMPP account",
+            )
         now = await self._clock.now()
         subscriber = await self._directory.require(sender, now, actor="sms")
         support = self._support_numbers()
@@ -102,7 +122,7 @@ class SmsGateway:
         if smpp_account is not None and self.smpp is not None:
             # Queued first: an MO the account's full queue refuses is not counted as sent.
             try:
-                await self.smpp.enqueue_mo(smpp_account, sender, to, text, now, message_id)
+                await self.smpp.enqueue_mo(smpp_account, sender, to, text, now, message_id, tlvs)
             except QueueFull as e:
                 raise ApiError(
                     507,
@@ -119,6 +139,7 @@ class SmsGateway:
             to=to,
             segments=plan.segments,
             encoding=str(plan.encoding),
+            **({"tlvs": shown(tlvs)} if tlvs else {}),
         )
         lang = subscriber.lang
         if recipient is not None:

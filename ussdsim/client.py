@@ -11,7 +11,7 @@ import json
 import os
 import re
 import time
-from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import quote, urlencode
@@ -125,8 +125,13 @@ def op_cancel(session_id: str) -> Operation[None]:
     (yield Call("DELETE", f"/v1/ussd/{quote(session_id, safe='')}")).expect(204)
 
 
-def op_sms(sender: str, to: str, text: str) -> Operation[dict[str, Any]]:
-    reply = yield Call("POST", "/v1/sms", {"from": sender, "to": to, "text": text})
+def op_sms(
+    sender: str, to: str, text: str, tlvs: Sequence[Mapping[str, Any]] | None = None
+) -> Operation[dict[str, Any]]:
+    body: dict[str, Any] = {"from": sender, "to": to, "text": text}
+    if tlvs is not None:  # for an SMPP application's short number: its deliver_sm carries them
+        body["tlvs"] = [dict(t) for t in tlvs]
+    reply = yield Call("POST", "/v1/sms", body)
     return dict(reply.expect(202))
 
 
@@ -414,9 +419,13 @@ class Client:
     def dial(self, msisdn: str, code: str) -> Dialog:
         return Dialog(self, self.run(op_dial(msisdn, code)))
 
-    def sms(self, sender: str, to: str, text: str) -> dict[str, Any]:
-        """A subscriber's SMS (mobile originated); the accepted message."""
-        return self.run(op_sms(sender, to, text))
+    def sms(
+        self, sender: str, to: str, text: str, tlvs: Sequence[Mapping[str, Any]] | None = None
+    ) -> dict[str, Any]:
+        """A subscriber's SMS (mobile originated); the accepted message. `tlvs`
+        (`[{"tag": "0x1403", "value_hex": "01"}]`) travel in the deliver_sm to an SMPP
+        application's short number."""
+        return self.run(op_sms(sender, to, text, tlvs))
 
     def inbox(self, msisdn: str, after: int = 0) -> Inbox:
         return Inbox(self, msisdn, after)
@@ -561,8 +570,10 @@ class AsyncClient:
     async def dial(self, msisdn: str, code: str) -> AsyncDialog:
         return AsyncDialog(self, await self.run(op_dial(msisdn, code)))
 
-    async def sms(self, sender: str, to: str, text: str) -> dict[str, Any]:
-        return await self.run(op_sms(sender, to, text))
+    async def sms(
+        self, sender: str, to: str, text: str, tlvs: Sequence[Mapping[str, Any]] | None = None
+    ) -> dict[str, Any]:
+        return await self.run(op_sms(sender, to, text, tlvs))
 
     def inbox(self, msisdn: str, after: int = 0) -> AsyncInbox:
         return AsyncInbox(self, msisdn, after)

@@ -72,8 +72,8 @@ class Metrics:
         )
         self.smpp_pdus = Counter(
             "ussdsim_smpp_pdus",
-            "SMPP PDUs by direction (in/out), command and command_status",
-            ["direction", "command", "status"],
+            "SMPP PDUs by direction (in/out), command, command_status and SMSC (smpp.listeners)",
+            ["direction", "command", "status", "listener"],
             registry=r,
         )
         self.smpp_queue_dropped = Counter(

@@ -36,7 +36,9 @@ async def cancel(call: Call[NoBody]) -> web.Response:
 
 @handles(models.SmsRequest)
 async def send_sms(call: Call[models.SmsRequest]) -> web.Response:
-    accepted = await call.runtime.sms.submit(call.body.sender, call.body.to, call.body.text)
+    body = call.body
+    tlvs = None if body.tlvs is None else [t.model_dump() for t in body.tlvs]
+    accepted = await call.runtime.sms.submit(body.sender, body.to, body.text, tlvs)
     return json_response(accepted.to_json(), status=202)
 
 

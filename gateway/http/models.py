@@ -25,11 +25,24 @@ class AnswerRequest(_Body):
     input: StrictStr = Field(max_length=1024, examples=["1"])
 
 
+class SmppTlv(_Body):
+    """An SMPP optional parameter, as the inbox shows them: the deliver_sm to the ESME carries
+    it. Tags the SMSC sets itself (message_payload, SAR, USSD, receipts) are refused."""
+
+    tag: StrictStr = Field(pattern=r"^0[xX][0-9A-Fa-f]{1,4}$", examples=["0x1403"])
+    name: StrictStr | None = Field(default=None, max_length=64)
+    value_hex: StrictStr = Field(
+        pattern=r"^(?:[0-9A-Fa-f]{2})*$", max_length=2 * 0xFFFF, examples=["01ab"]
+    )
+
+
 class SmsRequest(_Body):
     model_config = ConfigDict(extra="forbid", strict=True, populate_by_name=True)
     sender: StrictStr = Field(alias="from", max_length=32, examples=["9161234567"])
     to: StrictStr = Field(max_length=32, examples=["3339"])
     text: StrictStr = Field(max_length=100_000, examples=["Пароль"])
+    # for a short number routed to an SMPP account only
+    tlvs: list[SmppTlv] | None = Field(default=None, max_length=64)
 
 
 class SubscriberPut(_Body):

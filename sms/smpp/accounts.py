@@ -33,6 +33,7 @@ class Account:
     max_tps: float = 0.0  # 0: no limit
     dlr: bool = True
     ussd_end: str = "op"
+    listener: str = "default"  # the SMSC of the server it binds to
     ussd_variant: str = "smpp34"  # a name in sms.smpp.ussd_variants.VARIANTS
 
     def source_allowed(self, source_addr: str) -> bool:
@@ -58,9 +59,19 @@ class AccountBook:
     def for_short_number(self, number: str) -> Account | None:
         return self._by_number.get(number)
 
-    def authenticate(self, system_id: str, password: str, bind_type: str, binds: int = 0) -> Status:
-        """ROK, or why the bind is refused. `binds`: how many binds the account already holds."""
+    def authenticate(
+        self,
+        system_id: str,
+        password: str,
+        bind_type: str,
+        binds: int = 0,
+        listener: str | None = None,
+    ) -> Status:
+        """ROK, or why the bind is refused. `binds`: how many binds the account already holds;
+        `listener`: the SMSC bound to, where an account of another one is as unknown."""
         account = self._by_id.get(system_id)
+        if account is not None and listener is not None and account.listener != listener:
+            account = None
         expected = account.password if account is not None else "\x00" * 9
         same = hmac.compare_digest(password.encode("latin-1"), expected.encode("latin-1"))
         if account is None:

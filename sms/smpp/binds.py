@@ -85,7 +85,9 @@ class BindGate:
             binds = 0 if claim.granted or account is None else account.max_binds
         else:  # no answer from the store: this process's own binds at least
             binds = len(self._server.bound(system_id))
-        return self._accounts.authenticate(system_id, password, bind_type, binds=binds)
+        return self._accounts.authenticate(
+            system_id, password, bind_type, binds=binds, listener=conn.listener
+        )
 
     async def claim(self, conn: Connection, system_id: str) -> None:
         account = self._accounts.get(system_id)

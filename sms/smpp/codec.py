@@ -140,7 +140,7 @@ def _read_field(reader: _Reader, f: Field, counts: Mapping[str, int]) -> Any:
         return reader.cstring(f)
     size = counts[f.length_field] if f.length_field else 0
     if size > f.max_len:
-        raise _BodyError(f.invalid, f"{f.name}: {size} exceeds {f.max_len}")
+        raise _BodyError(f.too_many or f.invalid, f"{f.name}: {size} exceeds {f.max_len}")
     if f.kind is Kind.OCTETS:
         return reader.take(size, f.name)
     return [_read_item(reader, f) for _ in range(size)]
@@ -339,6 +339,11 @@ def _tlv_bytes(tlv: Tlv) -> bytes:
     if not 0 <= tlv.tag <= 0xFFFF or len(raw) > 0xFFFF:
         raise EncodeError(f"{where}: tag or length out of range")
     return _TLV_HEADER.pack(tlv.tag, len(raw)) + raw
+
+
+def tlv_value_octets(tlv: Tlv) -> bytes:
+    """The value octets of a TLV as `encode` writes them (a typed value in its wire form)."""
+    return _tlv_bytes(tlv)[_TLV_HEADER.size :]
 
 
 def encode(pdu: Pdu) -> bytes:

@@ -15,7 +15,7 @@ import contextlib
 import itertools
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -25,7 +25,7 @@ from sms.config import SmppConfig
 from sms.ports import Clock, EventLog, Metrics
 from sms.smpp.accounts import Account, AccountBook
 from sms.smpp.constants import Status
-from sms.smpp.pdu import Pdu
+from sms.smpp.pdu import Pdu, Tlv
 from sms.smpp.queue_bounds import CappedQueue, QueueBounds, QueueFull
 from sms.smpp.queue_items import deliver_pdu, mo_item
 from sms.smpp.server import Connection, SmscServer
@@ -112,12 +112,19 @@ class DeliverQueue:
         task.add_done_callback(self._tasks.discard)
 
     async def enqueue_mo(
-        self, system_id: str, sender: str, to: str, text: str, now: float, message_id: str
+        self,
+        system_id: str,
+        sender: str,
+        to: str,
+        text: str,
+        now: float,
+        message_id: str,
+        tlvs: Sequence[Tlv] = (),
     ) -> None:
         """A subscriber's SMS to a short number routed to `system_id`: queued until delivered.
         Raises `QueueFull` (nothing queued) when the account's queue is at `mo_queue_max`."""
         queued, expired = await self._capped.push(
-            system_id, mo_item(sender, to, text, now, message_id), now
+            system_id, mo_item(sender, to, text, now, message_id, tlvs), now
         )
         if expired:
             await self._expired(system_id, expired, now)
@@ -323,6 +330,7 @@ class DeliverQueue:
                             now,
                             id=item.get("id"),
                             account=account.system_id,
+                            listener=account.listener,
                         )
                     continue
                 if status == -1:
@@ -345,6 +353,7 @@ class DeliverQueue:
                 now,
                 id=item.get("id"),
                 account=account.system_id,
+                listener=account.listener,
                 status=status,
             )
             return

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
+import ssl
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -55,8 +56,10 @@ class EsmeClient:
         response_timeout_s: float = 10.0,
         enquire_interval_s: float = 30.0,
         max_pdu_length: int = 64 * 1024,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.host, self.port = host, port
+        self.tls = tls  # wrap the connection in TLS (an SMSC's TLS port)
         self.system_id, self._password = system_id, password
         self.bind_command = f"bind_{bind}"
         self.system_type = system_type
@@ -87,7 +90,9 @@ class EsmeClient:
 
     async def connect(self) -> Pdu:
         """Open the TCP connection and bind; the bind response. Raises BindFailed, OSError."""
-        self._reader, self._writer = await asyncio.open_connection(self.host, self.port)
+        self._reader, self._writer = await asyncio.open_connection(
+            self.host, self.port, ssl=self.tls
+        )
         self._closed.clear()
         self._last_heard = asyncio.get_running_loop().time()
         self._tasks = [

@@ -1,4 +1,5 @@
-"""The way in from the ESMEs: submit_sm / data_sm to a subscriber, query_sm, cancel_sm, replace_sm.
+"""The way in from the ESMEs: submit_sm / data_sm / submit_multi to subscribers, query_sm,
+cancel_sm, replace_sm.
 
 A message lands in the subscriber's inbox (data_coding 0/1/3/6/8, UDH or SAR parts reassembled,
 message_payload accepted); a whole batch is stored with one Redis call, its sms.mt events in the
@@ -25,6 +26,7 @@ from shared.errors import ApiError
 from sms.config import SmppConfig
 from sms.encoding import plan_sms
 from sms.ports import ActiveFault, Clock, EventLog, Metrics, SubscriberDirectory
+from sms.smpp import multi
 from sms.smpp.accounts import Account
 from sms.smpp.constants import RECEIPT_REQUEST_MASK, MessageState, Status
 from sms.smpp.deliver_queue import DeliverQueue
@@ -58,6 +60,7 @@ from sms.smpp.submit_rules import (
     wants_receipt,
 )
 from sms.smpp.throttle import TokenBucket
+from sms.smpp.tlvs import shown_json
 from sms.smpp.udh import concat_info
 
 log = logging.getLogger("ussdsim.smpp")
@@ -81,6 +84,7 @@ class _Prepared:
     text: str
     receipt: bool
     source_addr: str
+    tlvs: str = ""  # the PDU's TLVs as the inbox and the event show them (JSON; "" for none)
     window: DeliveryWindow = AT_ONCE
     data_coding: int = 0
 
@@ -165,6 +169,13 @@ class MtFlow:
                         await self._accept(account, ready, requests, responses, now, fault)
                         ready = []
                     responses[i] = await self._part(account, pdu, now)
+                elif command == "submit_multi":
+                    if bucket is not None and not bucket.allow(mono):
+                        raise Refusal(Status.RTHROTTLED)
+                    if ready:  # stored first, as before a long message's part
+                        await self._accept(account, ready, requests, responses, now, fault)
+                        ready = []
+                    responses[i] = await self._multi(account, pdu, now, fault)
                 elif command == "query_sm":
                     responses[i] = await self._query(account, pdu)
                 elif command == "cancel_sm":
@@ -185,7 +196,7 @@ class MtFlow:
     async def _shared_budget(self, account: Account, requests: list[Pdu]) -> _Budget:
         """How many of this batch's messages the account's max_tps lets through, counted over
         all workers (one bucket in Redis) rather than per process."""
-        wanted = sum(p.command in ("submit_sm", "data_sm") for p in requests)
+        wanted = sum(p.command in ("submit_sm", "data_sm", "submit_multi") for p in requests)
         if not wanted:
             return _Budget(0)
         rate = account.max_tps
@@ -222,6 +233,7 @@ class MtFlow:
             text=message_text(octets, data_coding),
             receipt=wants_receipt(account, pdu),
             source_addr=str(pdu.fields.get("source_addr", "")),
+            tlvs=shown_json(pdu.tlvs),
             window=window,
             data_coding=data_coding,
         )
@@ -243,6 +255,8 @@ class MtFlow:
                 submitted=now,
                 deliver_at=p.window.deliver_at,
                 expires_at=p.window.expires_at,
+                listener=account.listener,
+                tlvs=p.tlvs,
             ),
             now,
         )
@@ -252,7 +266,7 @@ class MtFlow:
         encoding, segments = sms_shape(p.text)
         if count:
             self._count_mt(encoding, segments)
-        body = inbox_json(p.sender, p.recipient, p.text, now, encoding, segments)
+        body = inbox_json(p.sender, p.recipient, p.text, now, encoding, segments, p.tlvs)
         record = MessageRecord(
             account=account.system_id,
             source=p.source_addr,
@@ -267,7 +281,9 @@ class MtFlow:
             receipt = _receipt_json(
                 receipt_item(p.message_id, p.recipient, p.source_addr, p.text, now, now)
             )
-        event = event_json(p.message_id, p.sender, "smpp", account.system_id)
+        event = event_json(
+            p.message_id, p.sender, "smpp", account.system_id, account.listener, p.tlvs
+        )
         return Delivery(p.message_id, p.recipient, p.sender, body, record, receipt, event)
 
     async def _accept(
@@ -418,6 +434,7 @@ class MtFlow:
                 sender=sender,
                 via="smpp",
                 account=account.system_id,
+                listener=account.listener,
                 parts=len(ordered),
             )
         receipts = False
@@ -484,6 +501,43 @@ class MtFlow:
         record.state, record.done, record.pending = int(MessageState.DELETED), now, ""
         await self._store.save_record(message_id, record)
         return Pdu("cancel_sm_resp", pdu.sequence)
+
+    async def _multi(
+        self, account: Account, pdu: Pdu, now: float, fault: ActiveFault | None
+    ) -> Pdu:
+        """submit_multi: what concerns the whole PDU (source, text) refuses it whole; each
+        destination then passes submit_sm's checks or is listed in `unsuccess_sme`."""
+        if is_ussd(pdu):
+            raise Refusal(Status.RINVSERTYP)  # a USSD dialogue has one subscriber
+        entries = multi.destinations(pdu)
+        sender_of(account, pdu)
+        if time_window(pdu, now).scheduled(now):
+            # One message_id for every destination, and query_sm, cancel_sm and replace_sm
+            # speak of one recipient: a submit_multi is delivered at once or not at all.
+            raise Refusal(Status.RINVSCHED)
+        octets, is_part = message_octets(pdu)
+        if is_part:
+            raise Refusal(Status.RSUBMITFAIL)
+        message_text(octets, int(pdu.fields.get("data_coding", 0)))
+        message_id = self._new_message_id()
+        singles = [multi.as_submit_sm(pdu, entry) for entry in entries]
+        ready: list[_Prepared] = []
+        refused: list[dict[str, Any]] = []
+        for n, (entry, single) in enumerate(zip(entries, singles, strict=True)):
+            if multi.is_list(entry):
+                refused.append(multi.unsuccess(entry, Status.RINVDLNAME))
+                continue
+            try:
+                prepared = await self._prepare(account, single, n, now)
+            except Refusal as r:
+                refused.append(multi.unsuccess(entry, r.status))
+                continue
+            if prepared is not None:
+                ready.append(replace(prepared, message_id=message_id))
+        if ready:
+            answered: list[Pdu | None] = [None] * len(singles)
+            await self._accept(account, ready, singles, answered, now, fault)
+        return multi.multi_resp(pdu.sequence, message_id, refused)
 
     async def _replace(self, account: Account, pdu: Pdu, now: float) -> Pdu:
         """SMPP 3.4 §4.10: a message still pending (scheduled for later) takes the new text,

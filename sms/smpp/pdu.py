@@ -49,6 +49,8 @@ class Field:
     invalid: Status = Status.RINVMSGLEN
     item: tuple[Field, ...] = ()
     variants: Mapping[int, tuple[Field, ...]] = field(default_factory=dict)
+    # command_status for a count over `max_len` when it differs from `invalid` (RINVNUMDESTS)
+    too_many: Status | None = None
 
 
 def int1(name: str) -> Field:
@@ -74,6 +76,7 @@ def records(
     item: tuple[Field, ...],
     variants: Mapping[int, tuple[Field, ...]] | None = None,
     invalid: Status = Status.RINVMSGLEN,
+    too_many: Status | None = None,
 ) -> Field:
     return Field(
         name,
@@ -83,6 +86,7 @@ def records(
         invalid=invalid,
         item=item,
         variants=MappingProxyType(dict(variants or {})),
+        too_many=too_many,
     )
 
 
@@ -147,6 +151,7 @@ _DEST_ADDRESS = records(
         DestFlag.DISTRIBUTION_LIST: (cstring("dl_name", 21, Status.RINVDLNAME),),
     },
     invalid=Status.RINVDESTFLAG,
+    too_many=Status.RINVNUMDESTS,  # SMPP 3.4 §4.5.1: at most 254 destinations
 )
 
 _UNSUCCESS_SME = records(

@@ -2,11 +2,13 @@
 
 An item is a JSON object (stored as such in Redis, so a crash keeps it): `kind` "mo" (a
 subscriber's SMS to the account's short number), "receipt" (a delivery receipt for an MT the
-account submitted) or "ussd"; `attempts` counts failed deliveries.
+account submitted) or "ussd"; `attempts` counts failed deliveries. An MO item may keep TLVs
+given with it (`raw_tlvs`: [tag, hex] pairs) that its deliver_sm carries.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -14,10 +16,13 @@ from sms.smpp.coding import data_coding_for, encode_text
 from sms.smpp.pdu import Pdu, Tlv, make_pdu
 from sms.smpp.receipts import Receipt, receipt_pdu
 from sms.smpp.submit_rules import SUMMARY_CHARS, address_of
+from sms.smpp.tlvs import from_queue, queued
 
 
-def mo_item(sender: str, to: str, text: str, now: float, message_id: str) -> dict[str, Any]:
-    return {
+def mo_item(
+    sender: str, to: str, text: str, now: float, message_id: str, tlvs: Sequence[Tlv] = ()
+) -> dict[str, Any]:
+    item: dict[str, Any] = {
         "kind": "mo",
         "id": message_id,
         "src": address_of(sender),
@@ -26,6 +31,9 @@ def mo_item(sender: str, to: str, text: str, now: float, message_id: str) -> dic
         "at": now,
         "attempts": 0,
     }
+    if tlvs:  # given with POST /v1/sms: carried as they are, [tag, hex] each
+        item["raw_tlvs"] = queued(tlvs)
+    return item
 
 
 def receipt_item(
@@ -69,6 +77,7 @@ def deliver_pdu(item: dict[str, Any]) -> Pdu:
         coding = data_coding_for(text)
         octets = encode_text(text, coding)
         tlvs: list[Tlv] = [Tlv(t["tag"], t["value"]) for t in item.get("tlvs", [])]
+        tlvs += from_queue(item.get("raw_tlvs", ()))
         short = octets
         if len(octets) > 254:
             tlvs.append(Tlv.of("message_payload", octets))

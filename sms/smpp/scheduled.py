@@ -56,6 +56,10 @@ class Waiting:
     submitted: float
     deliver_at: float
     expires_at: float | None
+    # Shown with the message once delivered, as for one sent at once; "" in what older
+    # versions stored.
+    listener: str = ""
+    tlvs: str = ""  # JSON, `sms.smpp.tlvs.shown_json`
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), ensure_ascii=False, separators=(",", ":"))
@@ -219,10 +223,10 @@ class ScheduledFlow:
             m.id,
             m.recipient,
             m.sender,
-            inbox_json(m.sender, m.recipient, m.text, now, encoding, segments),
+            inbox_json(m.sender, m.recipient, m.text, now, encoding, segments, m.tlvs),
             record,
             receipt,
-            event_json(m.id, m.sender, "smpp", m.account),
+            event_json(m.id, m.sender, "smpp", m.account, m.listener, m.tlvs),
         )
         await self._store.accept(
             [delivery], EventSink(self._events.key, self._events.maxlen, repr(now))

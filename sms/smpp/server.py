@@ -11,17 +11,24 @@ Per connection:
   a peer silent for `inactivity_s`.
 Requests the SMSC originates (deliver_sm, ...) go through `Connection.request`, which waits for
 the matching response.
+
+One `SmscServer` listens on every endpoint: each SMSC's (`smpp.listeners`) plain port and, given
+an SSL context, its TLS port. A TLS connection is the same `Connection` once asyncio has done the
+handshake; every connection knows the listener it came to.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
+import ssl
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from sms.config import DEFAULT_LISTENER
 from sms.smpp.constants import DEFAULT_MAX_PDU_LENGTH, HEADER_LENGTH, CommandId, Status
 from sms.smpp.pdu import Pdu, make_pdu
 from sms.smpp.session import (
@@ -45,6 +52,16 @@ UNBIND_WAIT_S = 2.0
 
 
 @dataclass(frozen=True)
+class Endpoint:
+    """One listening address: which SMSC (`listener`) it belongs to, and whether it is TLS."""
+
+    listener: str
+    host: str
+    port: int
+    tls: bool = False
+
+
+@dataclass(frozen=True)
 class ServerSettings:
     host: str = "127.0.0.1"
     port: int = 2775
@@ -56,6 +73,8 @@ class ServerSettings:
     reuse_port: bool = False  # several processes share the port (SO_REUSEPORT)
     bind_timeout_s: float = 30.0  # a connection that has not bound by then is closed
     max_connections_per_ip: int = 0  # 0: no limit
+    # every listening address (plain and TLS) of every SMSC; empty: host:port alone
+    endpoints: tuple[Endpoint, ...] = ()
 
 
 class SmscApplication(Protocol):
@@ -71,8 +90,8 @@ class SmscApplication(Protocol):
 
     def unbound(self, conn: Connection) -> None: ...
 
-    def count(self, direction: str, command: str, status: int, n: int) -> None:
-        """`n` PDUs went `direction` ("in"/"out") since the last call."""
+    def count(self, listener: str, direction: str, command: str, status: int, n: int) -> None:
+        """`n` PDUs went `direction` ("in"/"out") on a link of `listener` since the last call."""
         ...
 
     async def admit_bind(self, conn: Connection, system_id: str) -> int:
@@ -124,8 +143,10 @@ class Connection:
         writer: asyncio.StreamWriter,
         app: SmscApplication,
         settings: ServerSettings,
+        listener: str = DEFAULT_LISTENER,
     ) -> None:
         self._reader = reader
+        self.listener = listener  # the SMSC (`smpp.listeners`) this connection came to
         self._writer = writer
         self._app = app
         self._settings = settings
@@ -288,7 +309,7 @@ class Connection:
             self._tally_n(direction, _command_name(command_id), status, n)
         counts, self._counts = self._counts, {}
         for (direction, command, status), n in counts.items():
-            self._app.count(direction, command, status, n)
+            self._app.count(self.listener, direction, command, status, n)
 
     def _tally_n(self, direction: str, command: str, status: int, n: int) -> None:
         key = (direction, command, status)
@@ -506,36 +527,76 @@ class Connection:
 
 
 class SmscServer:
-    def __init__(self, settings: ServerSettings, app: SmscApplication) -> None:
+    """The listeners of the server's SMSCs: `settings.endpoints`, or `settings.host:port` as the
+    one plain endpoint of the "default" SMSC. Every connection knows its endpoint's listener."""
+
+    def __init__(
+        self, settings: ServerSettings, app: SmscApplication, tls: ssl.SSLContext | None = None
+    ) -> None:
         self.settings = settings
         self._app = app
-        self._server: asyncio.Server | None = None
+        self._tls = tls
+        self.endpoints = settings.endpoints or (
+            Endpoint(DEFAULT_LISTENER, settings.host, settings.port),
+        )
+        self._servers: dict[Endpoint, asyncio.Server] = {}
         self.connections: set[Connection] = set()
         self._handlers: set[asyncio.Task[None]] = set()
         self.on_connection: Callable[[Connection], None] | None = None
         self._per_ip: dict[str, int] = {}
 
-    @property
-    def address(self) -> tuple[str, int]:
-        if self._server is None or not self._server.sockets:
-            return self.settings.host, self.settings.port
-        host, port = self._server.sockets[0].getsockname()[:2]
+    def address_of(self, endpoint: Endpoint) -> tuple[str, int]:
+        """Where `endpoint` listens (its port once started, when it asked for port 0)."""
+        server = self._servers.get(endpoint)
+        if server is None or not server.sockets:
+            return endpoint.host, endpoint.port
+        host, port = server.sockets[0].getsockname()[:2]
         return str(host), int(port)
 
+    @property
+    def address(self) -> tuple[str, int]:
+        """The first plain endpoint's address."""
+        return self.address_of(next(e for e in self.endpoints if not e.tls))
+
+    @property
+    def tls_address(self) -> tuple[str, int] | None:
+        """The first TLS endpoint's address, once started; None when there is none."""
+        tls = [e for e in self.endpoints if e.tls and e in self._servers]
+        return self.address_of(tls[0]) if tls else None
+
     async def start(self) -> tuple[str, int]:
-        self._server = await asyncio.start_server(
-            self._serve,
-            self.settings.host,
-            self.settings.port,
-            reuse_address=True,
-            reuse_port=self.settings.reuse_port or None,
-        )
+        settings = self.settings
+        try:
+            for endpoint in self.endpoints:
+                if endpoint.tls and self._tls is None:
+                    continue
+                # Connections over TLS are the same Connection once the handshake is done; a
+                # client that never finishes it is dropped like one that never binds.
+                tls_options: dict[str, Any] = (
+                    {"ssl": self._tls, "ssl_handshake_timeout": min(settings.bind_timeout_s, 60)}
+                    if endpoint.tls
+                    else {}
+                )
+                self._servers[endpoint] = await asyncio.start_server(
+                    functools.partial(self._serve, endpoint),
+                    endpoint.host,
+                    endpoint.port,
+                    reuse_address=True,
+                    reuse_port=settings.reuse_port or None,
+                    **tls_options,
+                )
+        except BaseException:
+            for server in self._servers.values():
+                server.close()
+            raise
         return self.address
 
     def bound(self, system_id: str) -> list[Connection]:
         return [c for c in self.connections if c.system_id == system_id and not c.closed]
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _serve(
+        self, endpoint: Endpoint, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
         peer = writer.get_extra_info("peername")
         address = str(peer[0]) if isinstance(peer, tuple) else str(peer)
         held = self._per_ip.get(address, 0)
@@ -546,16 +607,16 @@ class SmscServer:
             return
         self._per_ip[address] = held + 1
         try:
-            await self._serve_admitted(reader, writer)
+            await self._serve_admitted(endpoint, reader, writer)
         finally:
             left = self._per_ip.pop(address, 1) - 1
             if left:
                 self._per_ip[address] = left
 
     async def _serve_admitted(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+        self, endpoint: Endpoint, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
-        conn = Connection(reader, writer, self._app, self.settings)
+        conn = Connection(reader, writer, self._app, self.settings, endpoint.listener)
         self.connections.add(conn)
         task = asyncio.current_task()
         if task is not None:
@@ -569,8 +630,8 @@ class SmscServer:
 
     async def close(self) -> None:
         """Stop listening, unbind every client, and wait for their connections to end."""
-        if self._server is not None:
-            self._server.close()
+        for server in self._servers.values():
+            server.close()
         conns = list(self.connections)
         if conns:
             await asyncio.gather(*(c.unbind() for c in conns), return_exceptions=True)
@@ -579,6 +640,6 @@ class SmscServer:
             )
         for task in list(self._handlers):
             task.cancel()
-        if self._server is not None:
+        for server in self._servers.values():
             with contextlib.suppress(Exception):
-                await self._server.wait_closed()
+                await server.wait_closed()

@@ -19,9 +19,10 @@ import contextlib
 import itertools
 import logging
 import secrets
+import ssl
 import time
 import weakref
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
 
 import redis.exceptions
@@ -42,9 +43,10 @@ from sms.smpp.bind_leases import BindLeases
 from sms.smpp.binds import BindGate
 from sms.smpp.constants import Status
 from sms.smpp.deliver_queue import DeliverQueue
+from sms.smpp.listeners import ListenerLimits, endpoints
 from sms.smpp.malformed import notification, stray_response, truncate, with_command_id
 from sms.smpp.mt import MtFlow, UssdHandler
-from sms.smpp.pdu import Pdu, make_pdu
+from sms.smpp.pdu import Pdu, Tlv, make_pdu
 from sms.smpp.server import Connection, ConnectionLost, ServerSettings, SmscServer
 from sms.smpp.session import LocalProtocolError
 from sms.smpp.store import SmppStore
@@ -55,6 +57,16 @@ log = logging.getLogger("ussdsim.smpp")
 def store_full(error: redis.exceptions.ResponseError) -> bool:
     """Whether Redis refused a write for memory (maxmemory with the noeviction policy)."""
     return str(error).startswith("OOM ")
+
+
+# The PDUs a fault persona throttles, drops, refuses or counts towards its unbind_after.
+SUBMITS = ("submit_sm", "data_sm", "submit_multi")
+
+
+def _malformed_kind(fault: ActiveFault, pdu: Pdu) -> str | None:
+    """The malformed persona's pick for one submit. submit_multi is left out: its misdeeds
+    (a stray response, a notification to the sender) would need one recipient to speak of."""
+    return None if pdu.command == "submit_multi" else fault.malformed()
 
 
 def account_from_config(a: SmppAccount, reserved_sources: Iterable[str] = ()) -> Account:
@@ -75,6 +87,7 @@ def account_from_config(a: SmppAccount, reserved_sources: Iterable[str] = ()) ->
         max_tps=a.max_tps,
         dlr=a.dlr,
         ussd_end=a.ussd_end,
+        listener=a.listener,
         ussd_variant=a.ussd_variant,
     )
 
@@ -94,10 +107,11 @@ class Smsc:
 
     `workers`: the server processes sharing the port and the store (`serve --workers N`);
     `region`: how national numbers are read; `faults` and `abuse`: fault personas and the
-    failed-bind counts, when the server runs them; `reserved_sources`: the operator's own
-    numbers, which no account may submit from unless it lists them in allowed_sources. Two hooks
-    are filled in by the USSD bridge (`sms.smpp.ussd_bridge`), which is built on this object:
-    `ussd_handler` and `companions`.
+    failed-bind counts, when the server runs them; `tls`: the context of every `tls_listen`
+    (`sms.smpp.tls`); `reserved_sources`: the operator's own numbers, which no account may
+    submit from unless it lists them in allowed_sources. Each listener of `smpp.listeners` is an
+    endpoint of the one server (`sms.smpp.listeners`). Two hooks are filled in by the USSD bridge
+    (`sms.smpp.ussd_bridge`), which is built on this object: `ussd_handler` and `companions`.
     """
 
     def __init__(
@@ -113,6 +127,7 @@ class Smsc:
         metrics: Metrics,
         faults: FaultBook | None = None,
         abuse: AbuseLimits | None = None,
+        tls: ssl.SSLContext | None = None,
         reserved_sources: Iterable[str] = (),
     ) -> None:
         host, port = smpp.host_port
@@ -126,17 +141,18 @@ class Smsc:
             reuse_port=workers > 1,
             bind_timeout_s=smpp.bind_timeout_s,
             max_connections_per_ip=smpp.max_connections_per_ip,
+            endpoints=endpoints(smpp, tls=tls is not None),
         )
         reserved = frozenset(reserved_sources)
         self.accounts = AccountBook(account_from_config(a, reserved) for a in smpp.accounts)
-        self.server = SmscServer(self.settings, self)
+        self.server = SmscServer(self.settings, self, tls)
         self.store = store
         self._smpp = smpp
         self._metrics = metrics
         self._clock = clock
         self._prefix = secrets.token_hex(4)
         self._ids = itertools.count(1)
-        self._counters: dict[tuple[str, str, int], Any] = {}
+        self._counters: dict[tuple[str, str, str, int], Any] = {}
         # Under `serve --workers N`: MO and receipts may be taken by a sibling process.
         self._shared = workers > 1
         self.companions: list[SmscCompanion] = []
@@ -166,6 +182,7 @@ class Smsc:
             region=region,
             shared=self._shared,
         )
+        self.limits = ListenerLimits(smpp, store, shared=self._shared)
         # max_binds is counted in Redis across all workers; a lease per bound connection
         self.binds = BindGate(
             self.accounts,
@@ -250,11 +267,11 @@ class Smsc:
             for companion in self.companions:
                 companion.receivers_changed(conn.system_id)
 
-    def count(self, direction: str, command: str, status: int, n: int) -> None:
-        key = (direction, command, status)
+    def count(self, listener: str, direction: str, command: str, status: int, n: int) -> None:
+        key = (listener, direction, command, status)
         child = self._counters.get(key)
         if child is None:
-            child = self._metrics.smpp_pdus.labels(direction, command, f"0x{status:08X}")
+            child = self._metrics.smpp_pdus.labels(direction, command, f"0x{status:08X}", listener)
             self._counters[key] = child
         child.inc(n)
 
@@ -263,12 +280,7 @@ class Smsc:
         if account is None:  # cannot happen: the session lets only bound clients submit
             return [Pdu(f"{p.command}_resp", p.sequence, Status.RSYSERR) for p in requests]
         try:
-            fault = None
-            if self.faults is not None:
-                fault = await self.faults.get(f"smpp:{account.system_id}")
-            if fault is not None:
-                return await self._handle_faulty(conn, account, requests, fault)
-            return list(await self.mt.handle(account, requests, None))
+            return await self._handle_listener(account, conn, requests)
         except redis.exceptions.ResponseError as e:
             if not store_full(e):
                 raise
@@ -281,6 +293,30 @@ class Smsc:
             )
             return [Pdu(f"{p.command}_resp", p.sequence, Status.RSYSERR) for p in requests]
 
+    async def _handle_listener(
+        self, account: Account, conn: Connection, requests: list[Pdu]
+    ) -> list[Pdu | None]:
+        over = await self.limits.over(account.listener, requests)
+        if not over:
+            return await self._handle_account(conn, account, requests)
+        # Beyond the listener's max_tps: refused before the account's own limits are asked.
+        passed = [p for i, p in enumerate(requests) if i not in over]
+        answered = iter(await self._handle_account(conn, account, passed) if passed else [])
+        return [
+            Pdu(f"{p.command}_resp", p.sequence, Status.RTHROTTLED) if i in over else next(answered)
+            for i, p in enumerate(requests)
+        ]
+
+    async def _handle_account(
+        self, conn: Connection, account: Account, requests: list[Pdu]
+    ) -> list[Pdu | None]:
+        fault = None
+        if self.faults is not None:
+            fault = await self.faults.get(f"smpp:{account.system_id}")
+        if fault is not None:
+            return await self._handle_faulty(conn, account, requests, fault)
+        return list(await self.mt.handle(account, requests, None))
+
     async def _handle_faulty(
         self, conn: Connection, account: Account, requests: list[Pdu], fault: ActiveFault
     ) -> list[Pdu | None]:
@@ -292,7 +328,7 @@ class Smsc:
         passed: list[Pdu] = []
         misdeeds: list[tuple[int, str]] = []
         for i, pdu in enumerate(requests):
-            if pdu.command not in ("submit_sm", "data_sm"):
+            if pdu.command not in SUBMITS:
                 passed.append(pdu)
                 continue
             if fault.throttled(mono):
@@ -301,7 +337,7 @@ class Smsc:
                 early[i] = None
             elif (status := fault.error_status()) is not None:
                 early[i] = Pdu(f"{pdu.command}_resp", pdu.sequence, status)
-            elif (kind := fault.malformed()) == "generic_nack":
+            elif (kind := _malformed_kind(fault, pdu)) == "generic_nack":
                 early[i] = Pdu("generic_nack", pdu.sequence, Status.RSYSERR)
             else:
                 passed.append(pdu)
@@ -316,7 +352,7 @@ class Smsc:
                 misdeed = self._misbehave(conn, account, kind, requests[i], answer)
                 # Runs after the worker has written these responses.
                 self.queue.background(asyncio.create_task(misdeed))
-        messages = sum(p.command in ("submit_sm", "data_sm") for p in requests)
+        messages = sum(p.command in SUBMITS for p in requests)
         if messages:
             seen = self._bind_messages.get(conn, 0)
             self._bind_messages[conn] = seen + messages
@@ -349,9 +385,16 @@ class Smsc:
         return account.system_id if account is not None else None
 
     async def enqueue_mo(
-        self, system_id: str, sender: str, to: str, text: str, now: float, message_id: str
+        self,
+        system_id: str,
+        sender: str,
+        to: str,
+        text: str,
+        now: float,
+        message_id: str,
+        tlvs: Sequence[Tlv] = (),
     ) -> None:
-        await self.queue.enqueue_mo(system_id, sender, to, text, now, message_id)
+        await self.queue.enqueue_mo(system_id, sender, to, text, now, message_id, tlvs)
 
     async def enqueue(self, system_id: str, item: dict[str, Any]) -> None:
         await self.queue.enqueue(system_id, item)

@@ -179,19 +179,30 @@ def _number(value: float | None) -> str:
     return json.dumps(value)
 
 
-def inbox_json(sender: str, to: str, text: str, at: float, encoding: str, segments: int) -> str:
-    """The inbox's message JSON (see `sms.inbox`) as json.dumps(ensure_ascii=False) writes it."""
+def inbox_json(
+    sender: str, to: str, text: str, at: float, encoding: str, segments: int, tlvs: str = ""
+) -> str:
+    """The inbox's message JSON (see `sms.inbox`) as json.dumps(ensure_ascii=False) writes it;
+    `tlvs`: the message's TLVs as JSON (`sms.smpp.tlvs.shown_json`), "" for none."""
+    extra = f', "tlvs": {tlvs}' if tlvs else ""
     return (
         f'{{"from": {_quote(sender)}, "to": {_quote(to)}, "text": {_quote(text)}, '
-        f'"at": {_number(at)}, "encoding": {_quote(encoding)}, "segments": {_number(segments)}}}'
+        f'"at": {_number(at)}, "encoding": {_quote(encoding)}, "segments": {_number(segments)}'
+        f"{extra}}}"
     )
 
 
-def event_json(message_id: str, sender: str, via: str, account: str) -> str:
-    """An sms.mt event's data as json.dumps(ensure_ascii=False, separators=(",", ":"))."""
+def event_json(
+    message_id: str, sender: str, via: str, account: str, listener: str = "", tlvs: str = ""
+) -> str:
+    """An sms.mt event's data as json.dumps(ensure_ascii=False, separators=(",", ":")); the
+    SMSC's `listener` and the message's `tlvs` (JSON) when there are."""
+    extra = f',"listener":{_quote(listener)}' if listener else ""
+    if tlvs:
+        extra += f',"tlvs":{tlvs}'
     return (
         f'{{"message_id":{_quote(message_id)},"sender":{_quote(sender)},'
-        f'"via":{_quote(via)},"account":{_quote(account)}}}'
+        f'"via":{_quote(via)},"account":{_quote(account)}{extra}}}'
     )
 
 

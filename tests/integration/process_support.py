@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -52,3 +54,18 @@ def survivors(pids: Iterable[int], timeout_s: float) -> list[int]:
         if not waiting or time.monotonic() >= deadline:
             return waiting
         time.sleep(0.05)
+
+
+def listening_pids(port: int, pids: Iterable[int | str]) -> set[str]:
+    """Which of `pids` hold a socket listening on `port` (IPv4, from /proc)."""
+    listening = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "0A":
+            listening.add(f"socket:[{fields[9]}]")
+    held = set()
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            if any(os.readlink(fd) in listening for fd in Path(f"/proc/{pid}/fd").iterdir()):
+                held.add(str(pid))
+    return held

@@ -254,14 +254,14 @@ async def test_pdus_are_counted_in_metrics(smsc: Smsc) -> None:
     status, text = await smsc.api.call("GET", "/metrics")
     assert status == 200
     assert (
-        'ussdsim_smpp_pdus_total{command="submit_sm_resp",direction="out",status="0x00000000"} 1.0'
-        in text
+        'ussdsim_smpp_pdus_total{command="submit_sm_resp",direction="out",listener="default",'
+        'status="0x00000000"} 1.0' in text
     )
     assert (
-        'ussdsim_smpp_pdus_total{command="submit_sm_resp",direction="out",status="0x0000000B"} 1.0'
-        in text
+        'ussdsim_smpp_pdus_total{command="submit_sm_resp",direction="out",listener="default",'
+        'status="0x0000000B"} 1.0' in text
     )
     assert (
-        'ussdsim_smpp_pdus_total{command="submit_sm",direction="in",status="0x00000000"} 2.0'
-        in text
+        'ussdsim_smpp_pdus_total{command="submit_sm",direction="in",listener="default",'
+        'status="0x00000000"} 2.0' in text
     )

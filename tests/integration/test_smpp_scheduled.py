@@ -16,7 +16,7 @@ import smpplib.command
 from ledger.embedded import EmbeddedRedis
 from sms.smpp.constants import MessageState, Status
 from sms.smpp.esme import EsmeClient
-from sms.smpp.pdu import Pdu
+from sms.smpp.pdu import Pdu, Tlv
 from sms.smpp.receipts import parse_receipt_text
 from sms.smpp.schedule import format_absolute, format_relative
 from sms.smpp.scheduled_store import ScheduledStore
@@ -70,6 +70,23 @@ async def test_a_scheduled_message_waits_enroute_and_arrives_with_its_receipt(sm
         assert await state(c, sent["message_id"]) == MessageState.DELIVERED
     assert receipt.tlv("receipted_message_id") == sent["message_id"]
     assert parse_receipt_text(receipt["short_message"].decode()).stat == "DELIVRD"
+
+
+async def test_a_scheduled_message_keeps_its_tlvs(smsc: Smsc) -> None:
+    vendor = Tlv(0x1403, b"\x00\x2a")
+    async with client(smsc) as c:
+        sent = await later(c, tlvs=[vendor, Tlv.of("user_message_reference", 7)])
+        assert sent.status == Status.ROK
+        await smsc.api.advance(3600)
+        assert await texts(smsc) == ["later"]
+    (message,) = await smsc.api.inbox("+" + SUB)
+    assert message["tlvs"] == [
+        {"tag": "0x1403", "name": None, "value_hex": "002a"},
+        {"tag": "0x0204", "name": "user_message_reference", "value_hex": "0007"},
+    ]
+    events = await smsc.api.runtime.events.read(count=1000)
+    (mt,) = [e["data"] for e in events if e["kind"] == "sms.mt"]
+    assert (mt["message_id"], mt["tlvs"]) == (sent["message_id"], message["tlvs"])
 
 
 async def test_absolute_times_with_an_offset_are_read_as_utc(smsc: Smsc) -> None:

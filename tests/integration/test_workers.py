@@ -15,6 +15,7 @@ import re
 import secrets
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -34,7 +35,8 @@ from sms.smpp.constants import Status, UssdServiceOp
 from sms.smpp.esme import EsmeClient
 from sms.smpp.pdu import Pdu, Tlv
 from sms.smpp.store import SmppStore
-from tests.integration.process_support import cmdline, descendants, survivors
+from sms.smpp.tls import CERT_FILE, KEY_FILE, TlsFiles
+from tests.integration.process_support import cmdline, descendants, listening_pids, survivors
 from tests.integration.smpp_support import RawClient
 
 TOKEN = "workers-test-token"
@@ -63,6 +65,9 @@ class Server:
     smpp_port: int
     # one kept-alive connection per worker pid: requests on it are served by that worker
     by_worker: dict[str, http.client.HTTPConnection] = field(default_factory=dict)
+    tls_port: int = 0
+    data: Path = Path()
+    banner: list[str] = field(default_factory=list)
 
     def call(
         self, conn: http.client.HTTPConnection, method: str, path: str, body: Any = None
@@ -197,8 +202,10 @@ def test_a_taken_port_stops_the_start_before_any_worker(tmp_path: Path) -> None:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     tmp = tmp_path_factory.mktemp("workers")
-    (tmp / "config.yaml").write_text(CONFIG)
-    http_port, smpp_port = free_port(), free_port()
+    http_port, smpp_port, tls_port = free_port(), free_port(), free_port()
+    (tmp / "config.yaml").write_text(
+        CONFIG.replace("smpp:\n", f'smpp:\n  tls_listen: "127.0.0.1:{tls_port}"\n', 1)
+    )
     proc = subprocess.Popen(
         [
             *(sys.executable, "-m", "gateway.cli", "serve"),
@@ -215,7 +222,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     banner = proc.stdout.readline()  # printed once every worker serves
     assert "workers: 2" in banner, banner + (proc.stdout.read() if proc.poll() else "")
     assert "loop: uvloop" in banner, banner
-    s = Server(proc, http_port, smpp_port)
+    s = Server(proc, http_port, smpp_port, tls_port=tls_port, data=tmp / "data")
+    while not any("over TLS" in line for line in s.banner) and len(s.banner) < 10:
+        s.banner.append(proc.stdout.readline())
     s.connect_to_each_worker()
     yield s
     for conn in s.by_worker.values():
@@ -358,6 +367,22 @@ def _serving_worker(server: Server, client: RawClient) -> str:
                     return pid
         time.sleep(0.02)  # accepted a moment after our connect returned
     raise AssertionError(f"no worker holds the connection from port {client_port}")
+
+
+async def test_each_worker_serves_tls_with_the_one_certificate_printed(server: Server) -> None:
+    workers = list(server.by_worker)
+    assert listening_pids(server.tls_port, workers) == set(workers)
+    files = TlsFiles(server.data / CERT_FILE, server.data / KEY_FILE)
+    announced = next(line for line in server.banner if "over TLS" in line)
+    assert f"127.0.0.1:{server.tls_port}" in announced
+    assert f"SHA-256 fingerprint: {files.fingerprint()}" in announced
+    context = ssl.create_default_context(cafile=str(files.cert))
+    for i in range(6):  # spread by the kernel over both workers
+        async with EsmeClient(
+            "127.0.0.1", server.tls_port, system_id="shop", password="secret", tls=context
+        ) as esme:
+            resp = await esme.submit(destination_addr=NUMBER[1:], short_message=f"tls {i}".encode())
+            assert resp.status == Status.ROK
 
 
 async def _smpp_client(server: Server) -> RawClient:

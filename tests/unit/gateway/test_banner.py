@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-from gateway.banner import Listening, banner
+from dataclasses import replace
+from pathlib import Path
+
+from gateway.banner import Listening, SmscAt, banner
 from gateway.config import Config, SmppAccount, development_smpp_account, load_config
+from sms.smpp.tls import self_signed
 
 ON = Listening(
     http="0.0.0.0:8080", smpp="0.0.0.0:2775", store="redis://x (embedded)", loop="uvloop"
@@ -35,3 +39,24 @@ def test_smpp_off_names_its_cause() -> None:
     off = Listening(http="127.0.0.1:8080", smpp=None, store="s", loop="asyncio")
     text = "\n".join(banner(config, off, admin_token="t", dev_account=None, env={}))
     assert "ussdsim: SMPP off (smpp.accounts is an empty list in the configuration)" in text
+
+
+def test_each_listener_and_its_tls_fingerprint_come_before_the_credentials(
+    tmp_path: Path,
+) -> None:
+    account = development_smpp_account({})
+    config = load_config(None, env={}, default_smpp_account=account)
+    tls = self_signed(tmp_path, "127.0.0.1")
+    smscs = [
+        SmscAt("default", "0.0.0.0:2775", "0.0.0.0:3550", config.smpp.accounts),
+        SmscAt("beta", "0.0.0.0:2776", None, [SmppAccount(system_id="b", password="p")]),
+    ]
+    on = replace(ON, smscs=smscs, tls=tls)
+    lines = banner(config, on, admin_token="tok-123", dev_account=account, env={})
+    assert lines[2:5] == [
+        "ussdsim: SMPP on 0.0.0.0:2775  accounts: ussdsim",
+        f"ussdsim: SMPP over TLS on 0.0.0.0:3550  certificate: {tls.cert}  "
+        f"SHA-256 fingerprint: {tls.fingerprint()}",
+        "ussdsim: SMPP on 0.0.0.0:2776  listener: beta  accounts: b",
+    ]
+    assert f"password {account.password}" in lines[5]

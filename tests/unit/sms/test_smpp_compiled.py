@@ -154,16 +154,20 @@ def test_inbox_json_is_what_json_dumps_writes(
 
 
 @FAST
-@given(any_text, any_text, any_text, any_text)
+@given(any_text, any_text, any_text, any_text, any_text, st.booleans())
 def test_event_json_is_what_json_dumps_writes(
-    message_id: str, sender: str, via: str, account: str
+    message_id: str, sender: str, via: str, account: str, listener: str, with_tlvs: bool
 ) -> None:
-    expected = json.dumps(
-        {"message_id": message_id, "sender": sender, "via": via, "account": account},
-        ensure_ascii=False,
-        separators=(",", ":"),
-    )
-    assert event_json(message_id, sender, via, account) == expected
+    data: dict[str, Any] = {"message_id": message_id, "sender": sender, "via": via}
+    data["account"] = account
+    if listener:
+        data["listener"] = listener
+    shown = [{"tag": "0x1403", "name": None, "value_hex": sender.encode().hex()}]
+    if with_tlvs:
+        data["tlvs"] = shown
+    expected = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+    tlvs = json.dumps(shown, ensure_ascii=False, separators=(",", ":")) if with_tlvs else ""
+    assert event_json(message_id, sender, via, account, listener, tlvs) == expected
 
 
 @FAST
