@@ -207,8 +207,14 @@ class EmbeddedRedis:
             *self.extra_args,
         ]
         preexec = _die_with(os.getpid()) if sys.platform == "linux" else None
+        # A session of its own: Ctrl-C in a terminal signals the whole foreground group, and the
+        # store must outlive the server's orderly stop, not end before it.
         self._proc = subprocess.Popen(
-            args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=preexec
+            args,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            preexec_fn=preexec,
+            start_new_session=True,
         )
 
     def wait_ready(self, timeout_s: float = 10.0) -> EmbeddedRedis:
