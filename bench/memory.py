@@ -339,7 +339,8 @@ def main() -> None:
     a = p.parse_args()
     with (
         tempfile.TemporaryDirectory(prefix="ussdsim-bench-") as data,
-        EmbeddedRedis(data, appendonly=False) as store,
+        # No memory bound here: the point is to see how far the data grows.
+        EmbeddedRedis(data, appendonly=False, maxmemory=1 << 40) as store,
     ):
         meter = Meter(store.url)
         version = meter.client.info("server")["redis_version"]

@@ -215,7 +215,7 @@ def cpu_seconds(pid: int) -> float:
 
 
 def redis_children(pid: int) -> list[int]:
-    """The embedded redis-server the gateway started (its child process)."""
+    """The embedded store server the gateway started (its child process)."""
     found = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
@@ -223,7 +223,7 @@ def redis_children(pid: int) -> list[int]:
         except OSError:
             continue
         name, rest = text.split("(", 1)[1].rsplit(")", 1)
-        if "redis" in name and int(rest.split()[1]) == pid:
+        if ("valkey" in name or "redis" in name) and int(rest.split()[1]) == pid:
             found.append(int(stat.parent.name))
     return found
 

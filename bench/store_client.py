@@ -1,10 +1,13 @@
 """The store client's own cost: redis-py's pooled connections against the shared one.
 
-    python -m bench.store_client [--concurrency 32] [--requests 600] [--rounds 3] [--json out.json]
+    python -m bench.store_client [--concurrency 32] [--requests 600] [--rounds 3] [--tcp]
+                                 [--json out.json]
 
-One private redis-server, one process, the servers' event loop. N tasks each send the same
-request again and again, first through redis-py's pool (`open_store(..., multiplexed=False)`, the
-baseline) and then through ledger/multiplexed.py (`open_store(...)`), alternated for `--rounds`:
+One private store server (on its unix socket, as the embedded store runs; `--tcp`: on a
+loopback port with a password, to compare), one process, the servers' event loop. N tasks each
+send the same request again and again, first through redis-py's pool
+(`open_store(..., multiplexed=False)`, the baseline) and then through ledger/multiplexed.py
+(`open_store(...)`), alternated for `--rounds`:
   - `pipeline`: HGETALL, GET and SET EX in one pipeline (the shape of a USSD step's read);
   - `transaction`: the same three inside MULTI/EXEC (the ledger's reads);
   - `command`: one HGET alone.
@@ -116,11 +119,14 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--requests", type=int, default=600, help="per task and measurement")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--tcp", action="store_true", help="a loopback port, not a unix socket")
     parser.add_argument("--json", help="also write the rows to this file")
     args = parser.parse_args()
-    with EmbeddedRedis(tempfile.mkdtemp(prefix="ussdsim-bench-"), appendonly=False) as server:
+    data_dir = tempfile.mkdtemp(prefix="ussdsim-bench-")
+    with EmbeddedRedis(data_dir, appendonly=False, unix_socket=not args.tcp) as server:
         rows = event_loop.run(run(server.url, args))
-    print(f"store client, {args.concurrency} tasks, loop: {event_loop.loop_name()}")
+    transport = "tcp" if args.tcp else "unix socket"
+    print(f"store client, {args.concurrency} tasks, {transport}, loop: {event_loop.loop_name()}")
     print_table(rows)
     dump_json(args.json, rows)
 

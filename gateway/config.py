@@ -8,15 +8,17 @@ them with the rest and reads the layers.
 
 from __future__ import annotations
 
-import ipaddress
+import difflib
 import os
 import secrets
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args, get_origin
 
 import yaml
 from pydantic import (
+    BaseModel,
+    ByteSize,
     Field,
     ValidationError,
     field_validator,
@@ -24,6 +26,7 @@ from pydantic import (
 )
 
 from gateway.harness.faults import Persona
+from gateway.ussd.dialects import BUILT_IN, DEFAULT_DIALECT, DeclarativeSpec, known_dialects
 from ledger.money import MoneySettings
 from ledger.store_client import cluster_seed_url
 from shared.settings import StrictSection, split_hostport
@@ -57,6 +60,9 @@ class RedisConfig(StrictSection):
     # A command unanswered this long fails (HTTP 503 store_unavailable) instead of hanging.
     socket_timeout_s: float = Field(default=2.0, gt=0, le=300)
     max_connections: int = Field(default=256, ge=4, le=10000)
+    # The embedded store's bound on its data (bytes, or "512MiB", "2GB"): a write beyond it is
+    # refused and nothing is evicted. An external server keeps its own setting.
+    maxmemory: ByteSize = Field(default=ByteSize(1 << 30), ge=1 << 20)
 
     @field_validator("url")
     @classmethod
@@ -93,8 +99,10 @@ class Route(StrictSection):
 
     code: str  # "*111#" exact service-code route, or "*384*" prefix route
     menu: str | None = None
-    url: str | None = None  # an application speaking the Africa's Talking dialect
-    notify_url: str | None = None  # where that application wants its end-of-session notices
+    url: str | None = None  # an external application over HTTP, speaking `dialect`
+    # a built-in dialect's name (gateway/ussd/dialects/) or a declarative {request, reply}
+    dialect: str | DeclarativeSpec = DEFAULT_DIALECT
+    notify_url: str | None = None  # where an africastalking app wants its end-of-session notices
     timeout_s: float | None = Field(default=None, gt=0)  # overrides ussd.app_timeout_s
     smpp: str | None = None  # the system_id of an SMPP client serving USSD
 
@@ -112,6 +120,26 @@ class Route(StrictSection):
             raise ValueError(f"expected an http:// or https:// URL, got {v!r}")
         return v
 
+    @field_validator("dialect", mode="before")
+    @classmethod
+    def _dialect(cls, v: Any) -> Any:
+        if isinstance(v, str) and v not in BUILT_IN:
+            raise ValueError(
+                f"unknown dialect {v!r}; known: {known_dialects()}, "
+                "or a mapping with request and reply"
+            )
+        if isinstance(v, dict):
+            try:
+                return DeclarativeSpec.model_validate(v)
+            except ValidationError as e:
+                problems = "; ".join(
+                    f"{'.'.join(str(p) for p in err['loc'])}: "
+                    + err["msg"].removeprefix("Value error, ")
+                    for err in e.errors()
+                )
+                raise ValueError(f"declarative dialect: {problems}") from e
+        return v
+
     @model_validator(mode="after")
     def _one_target(self) -> Route:
         targets = [k for k in ("menu", "url", "smpp") if getattr(self, k) is not None]
@@ -121,6 +149,15 @@ class Route(StrictSection):
             )
         if self.notify_url is not None and self.url is None:
             raise ValueError(f"route {self.code}: notify_url goes with url only")
+        # Compared with the default rather than "was it written": a worker reads back the whole
+        # configuration as JSON, where every field is written.
+        if self.dialect != DEFAULT_DIALECT and self.url is None:
+            raise ValueError(f"route {self.code}: dialect goes with url only")
+        if self.notify_url is not None and self.dialect != DEFAULT_DIALECT:
+            raise ValueError(
+                f"route {self.code}: notify_url is for the {DEFAULT_DIALECT} dialect; other "
+                "dialects report a session end to the url itself"
+            )
         if self.timeout_s is not None and self.menu is not None:
             raise ValueError(f"route {self.code}: timeout_s is for applications, not menus")
         return self
@@ -235,6 +272,7 @@ ENV_KEYS = {
     "USSDSIM_SMPP": ("smpp", "listen"),
     "USSDSIM_REDIS": ("redis", "url"),
     "USSDSIM_DATA": ("redis", "data_dir"),
+    "USSDSIM_MAXMEMORY": ("redis", "maxmemory"),
     "USSDSIM_CLOCK": ("clock", "mode"),
     "USSDSIM_ADMIN_TOKEN": ("admin_token",),
     "USSDSIM_WORKERS": ("workers",),
@@ -254,8 +292,33 @@ def _describe(err: ValidationError) -> str:
     lines = []
     for e in err.errors():
         where = ".".join(str(p) for p in e["loc"]) or "(top)"
-        lines.append(f"{where}: {e['msg']}")
+        hint = _closest_key(e["loc"]) if e["type"] == "extra_forbidden" else None
+        lines.append(f"{where}: {e['msg']}" + (f" (did you mean {hint}?)" if hint else ""))
     return "; ".join(lines)
+
+
+def _closest_key(loc: tuple[int | str, ...]) -> str | None:
+    """The known key nearest to a mistyped one (`http.listn` -> `listen`), found by walking the
+    models along the error's location: list indexes and mapping keys step into the item type."""
+    node: Any = Config
+    for part in loc[:-1]:
+        if isinstance(node, type) and issubclass(node, BaseModel):
+            field = node.model_fields.get(str(part))
+            node = _model_in(field.annotation) if field is not None else None
+        elif get_origin(node) in (list, dict):  # `part` is the index or the mapping key
+            node = _model_in(get_args(node)[-1])
+    if not (isinstance(node, type) and issubclass(node, BaseModel)):
+        return None
+    close = difflib.get_close_matches(str(loc[-1]), list(node.model_fields), n=1)
+    return close[0] if close else None
+
+
+def _model_in(annotation: Any) -> Any:
+    """`X | None` is X; containers and models are themselves."""
+    if get_origin(annotation) in (list, dict) or not get_args(annotation):
+        return annotation
+    models = [a for a in get_args(annotation) if isinstance(a, type) and issubclass(a, BaseModel)]
+    return models[0] if len(models) == 1 else None
 
 
 DEV_SMPP_SHORT_NUMBER = "7777"
@@ -273,13 +336,6 @@ def development_smpp_account(env: Mapping[str, str] | None = None) -> SmppAccoun
     )
 
 
-def _loopback(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return host == "localhost"
-
-
 def load_config(
     path: str | os.PathLike[str] | None = None,
     *,
@@ -289,9 +345,8 @@ def load_config(
 ) -> Config:
     """Read the file (if any), then environment variables, then flag overrides; validate once.
 
-    `default_smpp_account` is used when no layer says `smpp.accounts`, and only on a loopback
-    listen address unless its password was chosen (`USSDSIM_SMPP_PASSWORD`): a generated
-    password printed on a terminal is no protection on a reachable port."""
+    `default_smpp_account` is used when no layer says `smpp.accounts` (an empty list turns SMPP
+    off), on any listen address: its password, chosen or generated, is what an ESME must give."""
     doc: dict[str, Any] = {}
     base = Path.cwd()
     if path is not None:
@@ -318,10 +373,7 @@ def load_config(
     if default_smpp_account is not None and (
         smpp_doc is None or (isinstance(smpp_doc, dict) and "accounts" not in smpp_doc)
     ):
-        listen = str((smpp_doc or {}).get("listen", SmppConfig().listen))
-        chosen = bool(environ.get("USSDSIM_SMPP_PASSWORD"))
-        if chosen or _loopback(listen.rpartition(":")[0]):
-            _set(doc, ("smpp", "accounts"), [default_smpp_account.model_dump()])
+        _set(doc, ("smpp", "accounts"), [default_smpp_account.model_dump()])
     try:
         return Config.model_validate(doc)
     except ValidationError as e:

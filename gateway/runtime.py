@@ -113,7 +113,11 @@ class Runtime:
         url = config.redis.url
         if url == "embedded":
             fsync = "always" if config.redis.durability == "strict" else "everysec"
-            embedded = EmbeddedRedis(resolve_path(config, config.redis.data_dir), fsync=fsync)
+            embedded = EmbeddedRedis(
+                resolve_path(config, config.redis.data_dir),
+                fsync=fsync,
+                maxmemory=config.redis.maxmemory,
+            )
             try:
                 # Spawned from this (long-lived) thread: it dies with it, see EmbeddedRedis.
                 embedded.spawn()

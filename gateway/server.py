@@ -10,12 +10,14 @@ import signal
 import sys
 
 from aiohttp import web
+from redis.exceptions import RedisError
 
 from gateway import event_loop
-from gateway.config import Config
+from gateway.banner import Listening, banner, print_banner
+from gateway.config import Config, SmppAccount
 from gateway.http.app import build_app
 from gateway.http.limits import GatewayRunner
-from gateway.runtime import Runtime
+from gateway.runtime import Runtime, StartupError
 
 log = logging.getLogger("ussdsim")
 
@@ -32,10 +34,17 @@ async def serve(
     ready: asyncio.Event | None = None,
     announce: bool = True,
     worker: int | None = None,
+    dev_account: SmppAccount | None = None,
 ) -> None:
-    """`announce`: print the addresses and the operator token (a supervisor of several workers
-    prints them once instead); `worker`: this process's number among them."""
-    runtime = await Runtime.start(config, worker=worker)
+    """`announce`: print the addresses and the credentials made up for this run (a supervisor
+    of several workers prints them once instead); `worker`: this process's number among them;
+    `dev_account`: the SMPP account `serve` added because none is configured."""
+    try:
+        runtime = await Runtime.start(config, worker=worker)
+    except RedisError as e:
+        raise StartupError(f"the store does not answer: {e}") from e
+    except OSError as e:  # a data folder that cannot be made or written
+        raise StartupError(str(e)) from e
     app = build_app(runtime)
     if config.workers > 1:
         app.on_response_prepare.append(tag_worker)
@@ -55,10 +64,16 @@ async def serve(
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
     try:
-        await site.start()
+        try:
+            await site.start()
+        except OSError as e:
+            raise StartupError(
+                f"HTTP cannot listen on {config.http.listen}: "
+                + (os.strerror(e.errno) if e.errno else str(e))
+            ) from e
         if announce:
             bound = runner.addresses[0] if runner.addresses else (host, port)
-            _announce(runtime, bound)
+            _announce(runtime, bound, dev_account)
         if ready is not None:
             ready.set()
         await stop.wait()
@@ -68,27 +83,21 @@ async def serve(
         await runtime.close()
 
 
-def _announce(runtime: Runtime, bound: tuple[str, int]) -> None:
+def _announce(runtime: Runtime, bound: tuple[str, int], dev_account: SmppAccount | None) -> None:
     config = runtime.config
-    store = f"{runtime.embedded.url} (embedded)" if runtime.embedded else config.redis.url
-    print(
-        f"ussdsim: HTTP on http://{bound[0]}:{bound[1]}  store: {store}  "
-        f"clock: {config.clock.mode}  loop: {event_loop.running_loop_name()}",
-        flush=True,
-    )
+    smpp = None
     if runtime.smsc is not None:
         smpp_host, smpp_port = runtime.smsc.server.address
-        accounts = ", ".join(a.system_id for a in config.smpp.accounts)
-        print(f"ussdsim: SMPP on {smpp_host}:{smpp_port}  accounts: {accounts}", flush=True)
-    else:
-        print("ussdsim: SMPP off (no smpp.accounts configured)", flush=True)
-    if config.admin_token is None:
-        # Printed once so a person can use the operator API; never logged.
-        print(
-            f"ussdsim: operator token (set USSDSIM_ADMIN_TOKEN to choose one): "
-            f"{runtime.admin_token}",
-            flush=True,
-        )
+        smpp = f"{smpp_host}:{smpp_port}"
+    listening = Listening(
+        http=f"{bound[0]}:{bound[1]}",
+        smpp=smpp,
+        store=f"{runtime.embedded.address} (embedded)" if runtime.embedded else config.redis.url,
+        loop=event_loop.running_loop_name(),
+    )
+    print_banner(
+        banner(config, listening, admin_token=runtime.admin_token, dev_account=dev_account)
+    )
 
 
 async def tag_worker(request: web.Request, response: web.StreamResponse) -> None:

@@ -15,18 +15,24 @@ from sms.smpp.esme import EsmeClient, EsmeError, submit_text
 def add_parser(sub: Any) -> None:
     p = sub.add_parser("smpp-send", help="submit an MT through a running SMSC")
     p.add_argument("to", metavar="TO", help="the subscriber, e.g. 79161234567")
-    p.add_argument("text")
+    p.add_argument("text", metavar="TEXT", help="the message (quote it if it has spaces)")
     p.add_argument("--from", dest="source", default="", help="source_addr (default: none)")
     p.add_argument(
         "--smpp",
         metavar="HOST:PORT",
         default=os.environ.get("USSDSIM_SMPP", "127.0.0.1:2775"),
+        help="the SMSC (default: $USSDSIM_SMPP, else 127.0.0.1:2775)",
     )
-    p.add_argument("--system-id", default=os.environ.get("USSDSIM_SMPP_SYSTEM_ID", "ussdsim"))
+    p.add_argument(
+        "--system-id",
+        default=os.environ.get("USSDSIM_SMPP_SYSTEM_ID", "ussdsim"),
+        help="the account (default: $USSDSIM_SMPP_SYSTEM_ID, else ussdsim)",
+    )
+    # The help never shows the value: it may be a password from the environment.
     p.add_argument(
         "--password",
         default=os.environ.get("USSDSIM_SMPP_PASSWORD", "secret"),
-        help="(or USSDSIM_SMPP_PASSWORD)",
+        help="the account's password (default: $USSDSIM_SMPP_PASSWORD, else secret)",
     )
     p.add_argument("--receipt", action="store_true", help="ask for and wait for receipts")
     p.add_argument("--wait", type=float, default=5.0, help="seconds to wait for receipts")

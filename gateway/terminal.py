@@ -43,15 +43,3 @@ def event_line(event: dict[str, Any]) -> str:
     details = "  ".join(f"{k}={_short(v)}" for k, v in data.items())
     who = event.get("msisdn") or "-"
     return f"{at}  {who:<13}  {event.get('kind', '?'):<16}  {details}".rstrip()
-
-
-def parse_sse(lines: list[str]) -> dict[str, Any] | None:
-    """The JSON payload of one Server-Sent Event block (its `data:` lines), if any."""
-    data = [line[5:].lstrip() for line in lines if line.startswith("data:")]
-    if not data:
-        return None
-    try:
-        parsed = json.loads("\n".join(data))
-    except ValueError:
-        return None
-    return parsed if isinstance(parsed, dict) else None

@@ -1,11 +1,12 @@
 """`ussdsim serve --workers N`: one supervisor, N server processes, one Redis.
 
 The supervisor (the `serve` process) starts the embedded Redis once (when no redis.url is
-given), settles what every worker must agree on (the store URL, the ports, the operator token, a
-per-run directory for the metrics of all workers), spawns the workers and forwards SIGTERM and
-SIGINT to them. The workers share the HTTP and SMPP ports through SO_REUSEPORT: the kernel
-spreads connections over them. Everything a request or a bind needs lives in Redis, so any
-worker serves any request.
+given), settles what every worker must agree on (the store URL: the embedded store's socket,
+whose private directory also tells each worker its renamed commands; the ports, the operator
+token, a per-run directory for the metrics of all workers), spawns the workers and forwards
+SIGTERM and SIGINT to them. The workers share the HTTP and SMPP ports through SO_REUSEPORT:
+the kernel spreads connections over them. Everything a request or a bind needs lives in Redis,
+so any worker serves any request.
 
 A worker that dies after it was serving is logged and replaced by a new one; a worker that
 cannot start stops the whole server (exit 2 at the start, 1 later), since its siblings run the
@@ -36,7 +37,8 @@ from types import FrameType
 from redis.exceptions import RedisError
 
 from gateway import event_loop
-from gateway.config import Config, resolve_path
+from gateway.banner import Listening, banner, print_banner
+from gateway.config import Config, SmppAccount, resolve_path
 from gateway.harness.faults import apply_config_personas, config_problems
 from gateway.harness.metrics import MULTIPROC_ENV
 from ledger.embedded import EmbeddedRedis, EmbeddedRedisError
@@ -69,6 +71,7 @@ class WorkerProcess:
 @dataclass
 class Supervisor:
     config: Config
+    dev_account: SmppAccount | None = None  # printed with the addresses when serve added it
     embedded: EmbeddedRedis | None = None
     workers: list[WorkerProcess] = field(default_factory=list)
     _reserved: list[socket.socket] = field(default_factory=list)
@@ -110,7 +113,11 @@ class Supervisor:
         url = config.redis.url
         if url == "embedded":
             fsync = "always" if config.redis.durability == "strict" else "everysec"
-            self.embedded = EmbeddedRedis(resolve_path(config, config.redis.data_dir), fsync=fsync)
+            self.embedded = EmbeddedRedis(
+                resolve_path(config, config.redis.data_dir),
+                fsync=fsync,
+                maxmemory=config.redis.maxmemory,
+            )
             self.embedded.start()
             url = self.embedded.url
         if smpp.accounts:
@@ -248,25 +255,22 @@ class Supervisor:
 
     def _announce(self, worker_config: Config) -> None:
         pids = ", ".join(str(w.process.pid) for w in self.workers)
-        store = f"{self.embedded.url} (embedded)" if self.embedded else worker_config.redis.url
-        print(
-            f"ussdsim: HTTP on http://{worker_config.http.listen}  store: {store}  "
-            f"clock: {worker_config.clock.mode}  loop: {event_loop.loop_name()}  "
-            f"workers: {len(self.workers)} (pids {pids})",
-            flush=True,
+        store = f"{self.embedded.address} (embedded)" if self.embedded else worker_config.redis.url
+        listening = Listening(
+            http=worker_config.http.listen,
+            smpp=worker_config.smpp.listen if worker_config.smpp.accounts else None,
+            store=store,
+            loop=event_loop.loop_name(),
+            workers=f"workers: {len(self.workers)} (pids {pids})",
         )
-        if worker_config.smpp.accounts:
-            accounts = ", ".join(a.system_id for a in worker_config.smpp.accounts)
-            print(f"ussdsim: SMPP on {worker_config.smpp.listen}  accounts: {accounts}", flush=True)
-        else:
-            print("ussdsim: SMPP off (no smpp.accounts configured)", flush=True)
-        if self.config.admin_token is None:
-            # Printed once for all workers so a person can use the operator API; never logged.
-            print(
-                f"ussdsim: operator token (set USSDSIM_ADMIN_TOKEN to choose one): "
-                f"{worker_config.admin_token}",
-                flush=True,
-            )
+        # Printed once for all workers so a person can use the operator API; never logged.
+        lines = banner(
+            self.config,
+            listening,
+            admin_token=worker_config.admin_token or "",
+            dev_account=self.dev_account,
+        )
+        print_banner(lines)
 
     def _shutdown(self) -> None:
         alive = [w for w in self.workers if w.process.is_alive()]
@@ -333,9 +337,9 @@ def _readable(conn: Connection) -> bool:
         return False
 
 
-def supervise(config: Config) -> int:
+def supervise(config: Config, *, dev_account: SmppAccount | None = None) -> int:
     """Run `config.workers` server processes until SIGTERM/SIGINT; the exit status."""
-    return Supervisor(config).run()
+    return Supervisor(config, dev_account).run()
 
 
 # --- inside a worker --------------------------------------------------------------------------

@@ -1,11 +1,16 @@
-"""A private three-master Redis Cluster on loopback, from the same redis-server binary as the
+"""A private three-master cluster on loopback, from the same valkey-server binary as the
 embedded store. Used by the test suite to run the ledger and the gateway against a cluster; no
-replicas, no persistence: it exists to make Redis refuse every cross-slot script.
+replicas, no persistence: it exists to make the server refuse every cross-slot script.
+
+Cluster nodes and their clients need TCP (the nodes tell clients where each slot lives by
+address), so each node listens on a loopback port and asks for the cluster's one random
+password; their commands keep their names.
 """
 
 from __future__ import annotations
 
 import contextlib
+import secrets
 import shutil
 import socket
 import tempfile
@@ -48,13 +53,14 @@ def slot_ranges(masters: int) -> list[tuple[int, int]]:
     return [(bounds[i], bounds[i + 1] - 1) for i in range(masters)]
 
 
-def _command(port: int, *args: str, timeout_s: float = 5.0) -> bytes:
+def _command(node: EmbeddedRedis, *args: str) -> bytes:
     """One RESP command on a fresh socket; returns the raw reply (enough for OK / bulk text)."""
     payload = f"*{len(args)}\r\n".encode()
     for arg in args:
         data = arg.encode()
         payload += b"$%d\r\n%s\r\n" % (len(data), data)
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout_s) as s:
+    port = node.port
+    with node.connect() as s:
         s.sendall(payload)
         reply = b""
         while True:
@@ -88,6 +94,7 @@ class EmbeddedCluster:
         self.data_dir = Path(data_dir or tempfile.mkdtemp(prefix="ussdsim-cluster-"))
         self.masters = masters
         self.nodes: list[EmbeddedRedis] = []
+        self.password = secrets.token_urlsafe(24)
 
     @property
     def ports(self) -> list[int]:
@@ -96,7 +103,7 @@ class EmbeddedCluster:
     @property
     def url(self) -> str:
         """The seed URL the product takes: any one node; the client discovers the rest."""
-        return f"redis+cluster://127.0.0.1:{self.nodes[0].port}"
+        return f"redis+cluster://:{self.password}@127.0.0.1:{self.nodes[0].port}"
 
     def start(self, timeout_s: float = 20.0) -> EmbeddedCluster:
         try:
@@ -107,21 +114,20 @@ class EmbeddedCluster:
                     node_dir,
                     port=port,
                     appendonly=False,
-                    extra_args=[
-                        "--cluster-enabled",
-                        "yes",
-                        "--cluster-config-file",
-                        str(node_dir / "nodes.conf"),
-                        "--cluster-node-timeout",
-                        "5000",
+                    unix_socket=False,
+                    guard_commands=False,
+                    password=self.password,
+                    settings=[
+                        ("cluster-enabled", "yes"),
+                        ("cluster-config-file", str(node_dir / "nodes.conf")),
+                        ("cluster-node-timeout", "5000"),
                     ],
                 )
                 self.nodes.append(node.start())
-            # Redis 6.2 has no ADDSLOTSRANGE: list every slot.
             for node, (first, last) in zip(self.nodes, slot_ranges(self.masters), strict=True):
-                _command(node.port, "CLUSTER", "ADDSLOTS", *map(str, range(first, last + 1)))
+                _command(node, "CLUSTER", "ADDSLOTSRANGE", str(first), str(last))
             for node in self.nodes[1:]:
-                _command(node.port, "CLUSTER", "MEET", "127.0.0.1", str(self.nodes[0].port))
+                _command(node, "CLUSTER", "MEET", "127.0.0.1", str(self.nodes[0].port))
             self._wait_ok(timeout_s)
         except BaseException:
             self.stop()
@@ -131,19 +137,19 @@ class EmbeddedCluster:
     def _wait_ok(self, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            if all(self._state_ok(node.port) for node in self.nodes):
+            if all(self._state_ok(node) for node in self.nodes):
                 return
             time.sleep(0.05)
         raise EmbeddedRedisError("cluster did not reach cluster_state:ok")
 
-    def _state_ok(self, port: int) -> bool:
-        info = _command(port, "CLUSTER", "INFO").decode(errors="replace")
+    def _state_ok(self, node: EmbeddedRedis) -> bool:
+        info = _command(node, "CLUSTER", "INFO").decode(errors="replace")
         known = f"cluster_known_nodes:{self.masters}\r\n"
         return "cluster_state:ok" in info and known in info
 
     def flushall(self) -> None:
         for node in self.nodes:
-            _command(node.port, "FLUSHALL")
+            _command(node, "FLUSHALL")
 
     def stop(self) -> None:
         nodes, self.nodes = self.nodes, []

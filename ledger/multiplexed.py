@@ -85,10 +85,13 @@ def command_words(name: object) -> tuple[object, ...]:
     return (name,)
 
 
-def needs_own_connection(args: Sequence[Any], options: Mapping[str, Any]) -> bool:
+def needs_own_connection(
+    args: Sequence[Any], options: Mapping[str, Any], pooled: frozenset[str] = frozenset()
+) -> bool:
     first = args[0]
-    word = (first.split(" ", 1)[0] if isinstance(first, str) else str(first)).upper()
-    if word in OWN_CONNECTION or word == "CLIENT" or NEVER_DECODE in options:
+    text = first.decode(errors="replace") if isinstance(first, bytes) else str(first)
+    word = text.split(" ", 1)[0].upper()
+    if word in OWN_CONNECTION or word in pooled or word == "CLIENT" or NEVER_DECODE in options:
         return True
     # redis-py spells the option b"BLOCK" in some versions and "BLOCK" in others.
     return word in _BLOCKING_READS and any(
@@ -204,6 +207,8 @@ class Multiplexer:
         self._wire: Wire | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._opening: asyncio.Future[Wire] | None = None
+        # Commands left to the pool's connections (those a server knows by other names).
+        self.pooled_commands: frozenset[str] = frozenset()
 
     @staticmethod
     def supports(url: str) -> bool:
@@ -343,7 +348,10 @@ class MultiplexedPipeline(Pipeline):
             self.watching
             or self.connection is not None
             or self.scripts
-            or any(needs_own_connection(args, options) for args, options in stack)
+            or any(
+                needs_own_connection(args, options, self.mux.pooled_commands)
+                for args, options in stack
+            )
         ):
             return await super().execute(raise_on_error)
         if not stack:
@@ -408,7 +416,7 @@ class MultiplexedRedis(aioredis.Redis):
 
     async def execute_command(self, *args: Any, **options: Any) -> Any:
         mux = self.mux
-        if mux is None or needs_own_connection(args, options):
+        if mux is None or needs_own_connection(args, options, mux.pooled_commands):
             return await super().execute_command(*args, **options)  # type: ignore[no-untyped-call]
         (reply,) = await mux.request(pack(args), 1)
         if isinstance(reply, redis.exceptions.ResponseError):

@@ -1,28 +1,32 @@
 """One way to open a client on the store, whatever its shape.
 
-`redis://`, `rediss://` and `unix://` reach one server; `redis+cluster://host:port` (or
-`rediss+cluster://`) seeds a Redis Cluster client that discovers the other masters itself.
-Every ledger, session and SMPP script touches the keys of one hash tag only, so the same code
-runs on both; the cluster client is handed out under the single-server type because it offers
-the same command surface for single-slot commands.
+`redis://`, `rediss://` and `unix://` reach one server (the embedded store is a `unix://`
+socket whose guarded commands answer to per-start names: the client learns them beside the
+socket and sends them in place of the plain ones, see ledger/embedded.py);
+`redis+cluster://host:port` (or `rediss+cluster://`) seeds a Redis Cluster client that
+discovers the other masters itself. Every ledger, session and SMPP script touches the keys of
+one hash tag only, so the same code runs on both; the cluster client is handed out under the
+single-server type because it offers the same command surface for single-slot commands.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, cast
 from urllib.parse import urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
 import redis.exceptions
 from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.connection import AbstractConnection, Connection, UnixDomainSocketConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError
 from redis.typing import EncodableT, KeyT
 
-from ledger.multiplexed import MultiplexedRedis, Multiplexer
+from ledger.embedded import renamed_commands
+from ledger.multiplexed import MultiplexedRedis, Multiplexer, command_words
 
 _CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
 
@@ -76,6 +80,33 @@ class StoreCluster(RedisCluster):
         return _ClusterScript(self, script)
 
 
+def renamed_args(args: Sequence[Any], renamed: Mapping[str, str]) -> tuple[Any, ...]:
+    """`args` with its command word replaced by the server's name for it, if renamed
+    ("CONFIG GET" is sent as "<name> GET")."""
+    words = command_words(args[0])
+    first = words[0]
+    key = first.decode() if isinstance(first, bytes) else str(first)
+    name = renamed.get(key.upper())
+    if name is None:
+        return tuple(args)
+    return (name, *words[1:], *args[1:])
+
+
+def renaming_connection(
+    base: type[AbstractConnection], renamed: Mapping[str, str]
+) -> type[AbstractConnection]:
+    """A connection class of `base`'s kind that sends guarded commands under `renamed` names;
+    replies are still parsed by the plain name's callback."""
+    table = {name.upper(): new for name, new in renamed.items()}
+
+    class RenamingConnection(base):  # type: ignore[valid-type,misc]
+        def pack_command(self, *args: Any) -> list[bytes]:
+            packed: list[bytes] = super().pack_command(*renamed_args(args, table))
+            return packed
+
+    return RenamingConnection
+
+
 def is_cluster(client: object) -> bool:
     return isinstance(client, RedisCluster)
 
@@ -107,6 +138,10 @@ def open_store(
             cluster_seed_url(url), max_connections=max_connections, **kwargs
         )
         return cast(aioredis.Redis, cluster)
+    renamed = renamed_commands(url)
+    if renamed:
+        base = UnixDomainSocketConnection if url.startswith("unix:") else Connection
+        kwargs["connection_class"] = renaming_connection(base, renamed)
     if retry_once:
         kwargs["retry"] = Retry(
             NoBackoff(), 1, supported_errors=(redis.exceptions.ConnectionError,)
@@ -123,6 +158,8 @@ def open_store(
         )
     if multiplexed and Multiplexer.supports(url):
         client.mux = Multiplexer(url, timeout=timeout, retry_once=retry_once)
+        # Renamed commands are rare and administrative: they take the pool's connections.
+        client.mux.pooled_commands = frozenset(renamed)
     return client
 
 

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from shared.settings import StrictSection, split_hostport
+from sms.smpp import ussd_variants
 
 BindType = Literal["transmitter", "receiver", "transceiver"]
 
@@ -35,6 +36,25 @@ class SmppAccount(StrictSection):
     dlr: bool = True  # send delivery receipts when registered_delivery asks for them
     # how this client ends a USSD dialogue: ussd_service_op 17, or the its_session_info end bit
     ussd_end: Literal["op", "session_info"] = "op"
+    # the USSD-over-SMPP convention the client speaks: a module of sms.smpp.ussd_variants
+    ussd_variant: str = ussd_variants.DEFAULT
+
+    @field_validator("ussd_variant")
+    @classmethod
+    def _known_variant(cls, v: str) -> str:
+        if v not in ussd_variants.VARIANTS:
+            raise ValueError(f"unknown USSD variant {v!r}; known: {ussd_variants.known()}")
+        return v
+
+    @model_validator(mode="after")
+    def _end_of_variant(self) -> SmppAccount:
+        # The other variants say themselves how a dialogue ends.
+        if self.ussd_end != "op" and self.ussd_variant != "smpp34":
+            raise ValueError(
+                f"ussd_end: {self.ussd_end} is a choice of ussd_variant smpp34, "
+                f"not {self.ussd_variant}"
+            )
+        return self
 
 
 class SmppUpstream(StrictSection):

@@ -17,8 +17,6 @@ from urllib.parse import quote, urlencode
 
 import httpx
 
-from gateway.terminal import parse_sse
-
 DEFAULT_URL = "http://127.0.0.1:8080"
 REQUEST_TIMEOUT_S = 30.0
 
@@ -228,6 +226,18 @@ def op_events(msisdn: str | None, kind: str | None, after: str) -> Operation[lis
     reply = yield Call("GET", path, operator=True)
     text = reply.expect(200)
     return list(_sse_events((text if isinstance(text, str) else "").splitlines()))
+
+
+def parse_sse(lines: list[str]) -> dict[str, Any] | None:
+    """The JSON payload of one Server-Sent Event block (its `data:` lines), if any."""
+    data = [line[5:].lstrip() for line in lines if line.startswith("data:")]
+    if not data:
+        return None
+    try:
+        parsed = json.loads("\n".join(data))
+    except ValueError:
+        return None
+    return parsed if isinstance(parsed, dict) else None
 
 
 def _sse_events(lines: Iterable[str]) -> Iterator[dict[str, Any]]:

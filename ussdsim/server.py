@@ -82,7 +82,9 @@ class Simulator:
         return Client(self.url, self.token)
 
     def command(self) -> list[str]:
-        args = [sys.executable, "-m", "gateway.cli", "serve", "--http", "127.0.0.1:0"]
+        # `-I`: the server's own packages, never a same-named `gateway` from the caller's working
+        # directory, PYTHONPATH or user site (a consumer's suite often has one).
+        args = [sys.executable, "-I", "-m", "gateway.cli", "serve", "--http", "127.0.0.1:0"]
         args += ["--smpp", "127.0.0.1:0", "--data", "var", "--clock", self.clock]
         args += ["--redis", self.redis, "--workers", str(self.workers)]
         if self.config is not None:
@@ -99,7 +101,8 @@ class Simulator:
             "USSDSIM_SMPP_PASSWORD": self.smpp_password,
             **self.env,
         }
-        for variable in ("USSDSIM_HTTP", "USSDSIM_SMPP", "USSDSIM_DATA"):
+        # PYTHONPATH too: `-I` already ignores it, but the server's own children must as well.
+        for variable in ("USSDSIM_HTTP", "USSDSIM_SMPP", "USSDSIM_DATA", "PYTHONPATH"):
             env.pop(variable, None)
         with self.log_path.open("wb") as log:
             self.proc = subprocess.Popen(

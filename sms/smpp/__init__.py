@@ -3,7 +3,8 @@
 Sans-IO (pure, unit-tested): `pdu`, `codec`, `compiled` (PDU bytes), `session` and `state` (the
 session rules), `constants`, `coding` (data_coding), `udh`, `receipts` (receipt text),
 `submit_rules` (what a submit/query/cancel must satisfy), `queue_items` (deliver_sm queue items
-and their PDUs), `accounts`, `throttle`.
+and their PDUs), `accounts`, `throttle`, `ussd_variants` (the USSD-over-SMPP
+conventions, one module each).
 
 With I/O: `server` (the asyncio listener and connections), `smsc` (the application that wires
 the flows), `binds` (who may bind, over every worker), `mt` (submit_sm/data_sm into the inbox,

@@ -28,6 +28,7 @@ class Account:
     max_tps: float = 0.0  # 0: no limit
     dlr: bool = True
     ussd_end: str = "op"
+    ussd_variant: str = "smpp34"  # a name in sms.smpp.ussd_variants.VARIANTS
 
     def source_allowed(self, source_addr: str) -> bool:
         return not self.allowed_sources or source_addr in self.allowed_sources

@@ -53,6 +53,7 @@ def account_from_config(a: SmppAccount) -> Account:
         max_tps=a.max_tps,
         dlr=a.dlr,
         ussd_end=a.ussd_end,
+        ussd_variant=a.ussd_variant,
     )
 
 

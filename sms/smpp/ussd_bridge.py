@@ -1,25 +1,22 @@
 """A USSD application that is an SMPP client bound to our SMSC.
 
-The subscriber dials -> deliver_sm (service_type "USSD", ussd_service_op 1 PSSR indication,
-its_session_info); the client answers with submit_sm to the subscriber: op 2 (USSR request)
-shows a screen and waits for input, op 17 (PSSR response) is the final screen. Clients that end a
-dialogue with the its_session_info end bit instead are configured per account
-(`ussd_end: session_info`). The subscriber's input -> deliver_sm op 18 (USSR confirm).
-
-its_session_info (2 octets): the session number in the first, then the sequence in bits 7-1 and
-the end-of-session flag in bit 0 of the second. Every hop advances the sequence.
+The subscriber dials -> deliver_sm (service_type "USSD") with the dialled string; the client
+answers with submit_sm to the subscriber: a screen that waits for input, or the final screen.
+The subscriber's input -> another deliver_sm, and a dialogue the client did not end (cancel,
+timeout, redial) -> a release. Which ussd_service_op values and TLVs say all that is the
+account's `ussd_variant` (`sms.smpp.ussd_variants`: SMPP 3.4's own by default, or a vendor's).
 
 The deliver_sm goes straight to a bound receiver, not through the MO queue: a dialogue is live,
 and a dial nobody can hear must fail now (the gateway then shows its error screen), not reach a
 client minutes later. Under several workers a receiver bound to a sibling process is reached
 through `sms.smpp.ussd_relay`.
 
-Every deliver_sm of a dialogue carries user_message_reference: the session number until the
-client's own submit_sm gives one, then the client's, so it can match hops to its dialogues.
-A screen that does not fit one USSD string (182 GSM-7 septets, 80 UCS-2 units) is refused with
-ESME_RINVMSGLEN and ends the dialogue as an application error. The release at the end of a
-dialogue the client did not end is written at once and its deliver_sm_resp awaited in the
-background: a silent client must not hold up the subscriber's next screen.
+A submit_sm the variant cannot read (an op it does not know, a TLV it needs missing) is answered
+with the variant's error status and ends the dialogue as a malformed reply. A screen that does
+not fit one USSD string (182 GSM-7 septets, 80 UCS-2 units) is refused with ESME_RINVMSGLEN and
+ends the dialogue as an application error. The release at the end of a dialogue the client did
+not end is written at once and its deliver_sm_resp awaited in the background: a silent client
+must not hold up the subscriber's next screen.
 """
 
 from __future__ import annotations
@@ -43,25 +40,20 @@ from sms.smpp.session import LocalProtocolError
 from sms.smpp.smsc import Smsc
 from sms.smpp.submit_rules import address_of
 from sms.smpp.ussd_relay import Hop, RelayedReply, Unreachable, UssdRelay
+from sms.smpp.ussd_variants import DEFAULT, VARIANTS
+from sms.smpp.ussd_variants.base import Refused, Step, UssdVariant
 
 log = logging.getLogger("ussdsim.smpp")
 
 
 class BridgeFailure(Exception):
     """No usable screen from the client; `reason` is the word the USSD layer counts
-    (`unreachable`, `too_long`)."""
+    (`unreachable`, `malformed`, `too_long`)."""
 
     def __init__(self, reason: str, detail: str) -> None:
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
         self.detail = detail
-
-
-END_BIT = 0x01
-
-
-def session_info(number: int, sequence: int, end: bool) -> int:
-    return ((number & 0xFF) << 8) | ((sequence & 0x7F) << 1) | (END_BIT if end else 0)
 
 
 @dataclass(frozen=True)
@@ -81,6 +73,27 @@ class Dialogue:
     service_code: str
     number: int
     reference: int
+
+
+def hop_pdu(hop: Hop) -> Pdu:
+    """The deliver_sm of one hop: the subscriber to the service code, the TLVs its variant set."""
+    coding = data_coding_for(hop.text)
+    tlvs = (
+        ("ussd_service_op", hop.op),
+        ("its_session_info", hop.info),
+        ("user_message_reference", hop.reference),
+    )
+    return make_pdu(
+        "deliver_sm",
+        service_type="USSD",
+        source_addr_ton=1,
+        source_addr_npi=1,
+        source_addr=address_of(hop.msisdn),
+        destination_addr=hop.service_code,
+        data_coding=int(coding),
+        short_message=encode_text(hop.text, coding),
+        tlvs=[Tlv.of(name, value) for name, value in tlvs if value is not None],
+    )
 
 
 class SmppUssdBridge:
@@ -105,8 +118,13 @@ class SmppUssdBridge:
             )
             smsc.companions.append(self.relay)
 
-    def next_session_number(self) -> int:
-        return next(self._numbers) % 256
+    def _variant(self, system_id: str) -> UssdVariant:
+        account = self.smsc.accounts.get(system_id)
+        return VARIANTS[account.ussd_variant if account is not None else DEFAULT]
+
+    def next_session_number(self, system_id: str = "") -> int:
+        """The number of a new dialogue with the account's client, in its variant's range."""
+        return self._variant(system_id).dialogue_number(next(self._numbers))
 
     async def on_submit(self, account: Account, pdu: Pdu, now: float) -> int:
         """A USSD submit_sm from a client: ROK if it continues or ends a waiting dialogue."""
@@ -118,32 +136,7 @@ class SmppUssdBridge:
         here = future is not None and not future.done()
         if not here and self.relay is None:
             return Status.RSUBMITFAIL  # no dialogue with this subscriber is waiting for a screen
-        op = pdu.tlv("ussd_service_op")
-        info = pdu.tlv("its_session_info")
-        if account.ussd_end == "session_info":
-            if not isinstance(info, int):
-                return Status.RMISSINGOPTPARAM
-            end = bool(info & END_BIT)
-        elif op == UssdServiceOp.PSSR_RESPONSE or op == UssdServiceOp.USSN_REQUEST:
-            end = True
-        elif op == UssdServiceOp.USSR_REQUEST:
-            end = False
-        else:
-            return Status.RINVOPTPARAMVAL
-        payload = pdu.tlv("message_payload")
-        octets = payload if isinstance(payload, bytes) and payload else pdu["short_message"]
-        try:
-            text = decode_text(octets, int(pdu.fields.get("data_coding", 0)))
-        except CodingError:
-            return Status.RINVMSGLEN
-        umr = pdu.tlv("user_message_reference")
-        reply = RelayedReply(text, end, umr if isinstance(umr, int) else None)
-        if not ussd_fits(text):
-            # Shown cut short it would read as a valid screen: the dialogue ends instead.
-            m = ussd_measure(text)
-            detail = f"a {m.encoding} screen of {m.used} over the USSD limit of {m.limit}"
-            reply = RelayedReply(end=True, error=detail, reason="too_long")
-        status = Status.ROK if reply.error is None else Status.RINVMSGLEN
+        reply, status = self._read_screen(account, pdu)
         if future is not None and here:
             self._settle(future, reply)
             return status
@@ -151,6 +144,27 @@ class SmppUssdBridge:
         if await self.relay.forward_screen(account.system_id, msisdn, reply):
             return status  # a sibling worker waits for this screen
         return Status.RSUBMITFAIL if reply.error is None else status
+
+    def _read_screen(self, account: Account, pdu: Pdu) -> tuple[RelayedReply, int]:
+        """The client's screen as the waiting dialogue takes it (an error ends the dialogue),
+        and the status its submit_sm gets."""
+        reading = self._variant(account.system_id).read_submit(pdu, account.ussd_end)
+        if isinstance(reading, Refused):
+            failure = RelayedReply(end=True, error=reading.detail, reason="malformed")
+            return failure, reading.status
+        payload = pdu.tlv("message_payload")
+        octets = payload if isinstance(payload, bytes) and payload else pdu["short_message"]
+        try:
+            text = decode_text(octets, int(pdu.fields.get("data_coding", 0)))
+        except CodingError as e:
+            failure = RelayedReply(end=True, error=f"undecodable text: {e}", reason="malformed")
+            return failure, Status.RINVMSGLEN
+        if not ussd_fits(text):
+            # Shown cut short it would read as a valid screen: the dialogue ends instead.
+            m = ussd_measure(text)
+            detail = f"a {m.encoding} screen of {m.used} over the USSD limit of {m.limit}"
+            return RelayedReply(end=True, error=detail, reason="too_long"), Status.RINVMSGLEN
+        return RelayedReply(text, reading.end, reading.reference), Status.ROK
 
     @staticmethod
     def _settle(future: asyncio.Future[ClientReply], reply: RelayedReply) -> None:
@@ -175,8 +189,9 @@ class SmppUssdBridge:
             previous.cancel()
         future: asyncio.Future[ClientReply] = asyncio.get_running_loop().create_future()
         self._waiting[key] = future
+        step = Step.BEGIN if op == UssdServiceOp.PSSR_INDICATION else Step.CONTINUE
         try:
-            await self._deliver(self._hop(dialogue, op, text, sequence, end=False))
+            await self._deliver(self._hop(dialogue, step, text, sequence))
             return await future
         finally:
             if self._waiting.get(key) is future:
@@ -185,19 +200,18 @@ class SmppUssdBridge:
                     await self.relay.done(dialogue.system_id, dialogue.msisdn)
 
     async def release(self, dialogue: Dialogue, sequence: int) -> None:
-        """Tell the client the dialogue is over: an empty USSR confirm with the end bit set,
-        written now; its answer is awaited in the background (nobody bound: nobody to tell)."""
-        hop = self._hop(dialogue, UssdServiceOp.USSR_CONFIRM, "", sequence, end=True)
+        """Tell the client the dialogue is over, as its variant does, written now; its answer
+        is awaited in the background (nobody bound: nobody to tell)."""
+        hop = self._hop(dialogue, Step.RELEASE, "", sequence)
         try:
             await self._deliver(hop, wait_for_answer=False)
         except BridgeFailure as e:
             log.info("release of a USSD dialogue with %s not sent: %s", dialogue.system_id, e)
 
-    @staticmethod
-    def _hop(dialogue: Dialogue, op: int, text: str, sequence: int, *, end: bool) -> Hop:
-        info = session_info(dialogue.number, sequence, end)
+    def _hop(self, dialogue: Dialogue, step: Step, text: str, sequence: int) -> Hop:
         d = dialogue
-        return Hop(d.system_id, d.msisdn, op, text, info, d.service_code, d.reference)
+        wire = self._variant(d.system_id).deliver(step, d.number, d.reference, sequence)
+        return Hop(d.system_id, d.msisdn, wire.op, text, wire.info, d.service_code, wire.reference)
 
     async def _deliver(self, hop: Hop, *, wait_for_answer: bool = True) -> None:
         if self.relay is not None and not self._receivers(hop.account):
@@ -218,22 +232,7 @@ class SmppUssdBridge:
         receivers = self._receivers(hop.account)
         if not receivers:
             raise BridgeFailure("unreachable", f"no SMPP receiver of {hop.account} is bound")
-        coding = data_coding_for(hop.text)
-        pdu = make_pdu(
-            "deliver_sm",
-            service_type="USSD",
-            source_addr_ton=1,
-            source_addr_npi=1,
-            source_addr=address_of(hop.msisdn),
-            destination_addr=hop.service_code,
-            data_coding=int(coding),
-            short_message=encode_text(hop.text, coding),
-            tlvs=[
-                Tlv.of("ussd_service_op", hop.op),
-                Tlv.of("its_session_info", hop.info),
-                Tlv.of("user_message_reference", hop.reference),
-            ],
-        )
+        pdu = hop_pdu(hop)
         try:
             answer = receivers[0].send_request(pdu)
         except (ConnectionLost, LocalProtocolError) as e:

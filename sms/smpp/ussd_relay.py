@@ -62,11 +62,11 @@ class Hop:
 
     account: str
     msisdn: str
-    op: int
+    op: int  # ussd_service_op; the TLVs set None are left out
     text: str
-    info: int
+    info: int | None  # its_session_info
     service_code: str
-    reference: int = 0  # user_message_reference
+    reference: int | None = None  # user_message_reference
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from ledger.embedded import (
     PID_FILE,
     EmbeddedRedis,
     free_port,
-    redis_server_binary,
+    server_binary,
     stop_stale,
 )
 from tests.integration.http_support import request
@@ -67,7 +67,12 @@ def _sync_config_get(runtime: Runtime, name: str) -> dict[str, str]:
     assert runtime.embedded is not None
     client = redis.Redis.from_url(runtime.embedded.url, decode_responses=True)
     try:
-        return {str(k): str(v) for k, v in client.config_get(name).items()}
+        # CONFIG answers only to the name this start gave it.
+        config = runtime.embedded.command("CONFIG")
+        reply = client.execute_command(config, "GET", name)  # type: ignore[no-untyped-call]
+        if not isinstance(reply, dict):  # RESP2: name, value, name, value ...
+            reply = dict(zip(reply[::2], reply[1::2], strict=True))
+        return {str(k): str(v) for k, v in reply.items()}
     finally:
         client.close()
 
@@ -158,7 +163,7 @@ def test_a_stale_redis_on_the_data_dir_is_stopped_before_the_start(tmp_path: Pat
     port = free_port()
     stale = subprocess.Popen(
         [
-            redis_server_binary(),
+            server_binary(),
             "--port",
             str(port),
             "--bind",

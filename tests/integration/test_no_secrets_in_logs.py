@@ -15,12 +15,12 @@ from typing import Any
 
 import aiohttp
 import pytest
-import redis.asyncio as aioredis
 from aiohttp import web
 
 from gateway.http.app import build_app
 from gateway.runtime import Runtime
 from ledger.embedded import EmbeddedRedis, free_port
+from ledger.store_client import open_store
 from sms.smpp.codec import Framer, encode
 from sms.smpp.constants import Status
 from sms.smpp.pdu import Pdu, make_pdu
@@ -71,7 +71,7 @@ async def store_log_at_debug(server: EmbeddedRedis) -> AsyncIterator[list[str]]:
     """The store's log file, at its most talkative, from now on."""
     path = Path(server.data_dir) / "redis.log"
     start = path.stat().st_size if path.exists() else 0
-    admin = aioredis.Redis.from_url(server.url, decode_responses=True)
+    admin = open_store(server.url)  # knows the per-start name of CONFIG
     previous = str((await admin.config_get("loglevel"))["loglevel"])
     await admin.config_set("loglevel", "debug")
     text: list[str] = []

@@ -7,8 +7,10 @@ a package added to the wheel but not copied into the image, or a renamed variabl
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
+import socket
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -16,7 +18,8 @@ from typing import Any
 import pytest
 import yaml
 
-from gateway.config import ENV_KEYS
+from gateway import healthcheck
+from gateway.config import ENV_KEYS, Config
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -67,9 +70,15 @@ def test_the_server_runs_as_a_numeric_user_other_than_root_who_owns_the_data() -
     assert f"chown {uid}:{gid} /data" in setup
 
 
-def test_every_package_of_the_wheel_is_copied_into_the_image() -> None:
+def of_wheel() -> list[str]:
     wheel = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["hatch"]["build"]
     packages = wheel["targets"]["wheel"]["packages"]
+    assert isinstance(packages, list)
+    return packages
+
+
+def test_every_package_of_the_wheel_is_copied_into_the_image() -> None:
+    packages = of_wheel()
     copied = {args.split()[0] for args in of("COPY")}
     assert set(packages) <= copied, set(packages) - copied
 
@@ -89,10 +98,51 @@ def test_the_exposed_ports_are_the_ones_listened_on_and_data_is_a_volume() -> No
     assert listen["USSDSIM_DATA"] in volumes
 
 
-def test_the_healthcheck_asks_healthz_on_the_http_port() -> None:
+def healthcheck_command() -> list[str]:
     (check,) = of("HEALTHCHECK")
-    port = env()["USSDSIM_HTTP"].rpartition(":")[2]
-    assert f":{port}/healthz" in check
+    exec_form = check.partition("CMD")[2].strip()
+    command = json.loads(exec_form)
+    assert isinstance(command, list)
+    return [str(word) for word in command]
+
+
+def test_the_healthcheck_is_a_module_of_the_image_that_reads_ussdsim_http() -> None:
+    command = healthcheck_command()
+    assert command[:2] == ["python", "-I"] and command[2] == "-m", command
+    module = command[3]
+    source = (ROOT / (module.replace(".", "/") + ".py")).read_text()
+    assert module.split(".")[0] in of_wheel()
+    assert '"USSDSIM_HTTP"' in source and "8080" not in " ".join(command)
+    # compose runs the same check
+    test = compose()["x-ussdsim"]["healthcheck"]["test"]
+    assert test == ["CMD", *command]
+
+
+def test_the_healthcheck_default_is_the_servers_default() -> None:
+    assert Config().http.listen == healthcheck.DEFAULT_LISTEN
+
+
+@pytest.mark.parametrize(
+    ("listen", "url"),
+    [
+        ("0.0.0.0:9000", "http://127.0.0.1:9000/"),
+        ("[::]:9000", "http://[::1]:9000/"),
+        ("127.0.0.1:8080", "http://127.0.0.1:8080/"),
+        ("10.1.2.3:8080", "http://10.1.2.3:8080/"),
+        ("localhost:8080", "http://localhost:8080/"),
+    ],
+)
+def test_the_healthcheck_reaches_a_wildcard_listen_address_on_loopback(
+    listen: str, url: str
+) -> None:
+    assert healthcheck.browser_url(listen) == url
+
+
+def test_the_healthcheck_fails_where_nothing_listens() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # bound, never listening: connections are refused
+        assert not healthcheck.healthy(f"0.0.0.0:{port}")
 
 
 def test_the_image_serves_by_default() -> None:
@@ -110,7 +160,8 @@ def test_compose_runs_ussdsim_on_the_external_redis() -> None:
     assert url.startswith("redis://redis:"), url
     assert serve["depends_on"]["redis"]["condition"] == "service_healthy"
     assert serve["healthcheck"] and serve["ports"]
-    assert serve["environment"]["USSDSIM_SMPP_PASSWORD"], "SMPP on 0.0.0.0 wants a password"
+    # A known password for ESMEs in other containers (alone, the image generates and prints one).
+    assert serve["environment"]["USSDSIM_SMPP_PASSWORD"]
 
 
 def test_compose_has_a_workers_example_on_other_ports() -> None:

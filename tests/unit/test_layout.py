@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("gateway", "menus", "sms", "shared", "ledger")
+PACKAGES = ("gateway", "menus", "sms", "shared", "ledger", "ussdsim")
 
 
 def _module_name(path: Path) -> str:
@@ -163,6 +163,17 @@ def test_the_harness_and_cores_of_the_gateway_do_not_import_the_http_edge(room: 
     assert [
         (s, d) for s, d in _edges() if _in(s, room) and s not in allowed and _in(d, "gateway.http")
     ] == []
+
+
+def test_ussdsim_speaks_http_and_the_command_line_only() -> None:
+    # The public face lives in other people's suites, whose own `gateway` or `sms` package may
+    # stand first on the path: an import from our rooms would load theirs.
+    assert [
+        (s, d)
+        for s, d in _edges()
+        if _in(s, "ussdsim") and _in(d, "gateway", "sms", "ledger", "menus", "shared")
+    ] == []
+    assert "ussdsim.client" in _graph()["ussdsim.server"]  # the rule reads ussdsim too
 
 
 def test_every_package_says_what_lives_there() -> None:

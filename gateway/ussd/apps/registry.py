@@ -13,6 +13,7 @@ from gateway.harness.metrics import Metrics
 from gateway.ussd.apps.base import UssdApp
 from gateway.ussd.apps.http_app import HttpApp
 from gateway.ussd.apps.menu_app import MenuApp, MenuLibrary
+from gateway.ussd.dialects import resolve
 from menus.loader import MenuSet
 
 
@@ -57,6 +58,7 @@ class AppSet:
                     route=route.code,
                     url=route.url,
                     notify_url=route.notify_url,
+                    dialect=resolve(route.dialect),
                     timeout_s=route.timeout_s or ussd.app_timeout_s,
                     network_code=ussd.network_code,
                     http=http,

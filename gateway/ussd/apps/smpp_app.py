@@ -58,7 +58,7 @@ class SmppApp:
         return {"session": dialogue.number, "seq": seq, "umr": umr}
 
     async def begin(self, ctx: AppContext, dialled: Ussd) -> AppReply:
-        number = self._bridge.next_session_number()
+        number = self._bridge.next_session_number(self._system_id)
         dialogue = self._dialogue(ctx, number, number)
         self._unanswered[ctx.session_id] = dialogue
         while len(self._unanswered) > MAX_UNANSWERED:

@@ -34,10 +34,12 @@ def test_a_configured_account_list_replaces_it_even_when_empty(tmp_path: Path) -
     assert load_config(empty, env={}, default_smpp_account=account).smpp.accounts == []
 
 
-def test_a_generated_password_is_never_offered_on_a_reachable_address() -> None:
+def test_a_reachable_address_gets_the_account_too_with_its_password_generated_or_chosen() -> None:
+    # A container listens on 0.0.0.0: SMPP stays on, guarded by the password serve prints.
     account = development_smpp_account({})
     env = {"USSDSIM_SMPP": "0.0.0.0:2775"}
-    assert load_config(None, env=env, default_smpp_account=account).smpp.accounts == []
+    config = load_config(None, env=env, default_smpp_account=account)
+    assert [a.password for a in config.smpp.accounts] == [account.password]
     chosen = {**env, "USSDSIM_SMPP_PASSWORD": "chosen1"}
     config = load_config(None, env=chosen, default_smpp_account=development_smpp_account(chosen))
     assert [a.password for a in config.smpp.accounts] == ["chosen1"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.terminal import event_line, parse_sse, screen_box
+from gateway.terminal import event_line, screen_box
 
 
 def test_open_screen_shows_number_text_and_wait() -> None:
@@ -51,9 +51,3 @@ def test_event_line_is_readable() -> None:
     )
     assert line.startswith("05:00:00  +79161234567")
     assert "ussd.screen" in line and "end=true" in line and "chars=12" in line
-
-
-def test_parse_sse_reads_the_data_lines() -> None:
-    assert parse_sse(["id: 1-0", "event: x", 'data: {"kind": "x"}']) == {"kind": "x"}
-    assert parse_sse([": keepalive"]) is None
-    assert parse_sse(["data: not json"]) is None

@@ -9,16 +9,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.config import ConfigError, load_config
-from gateway.ussd.apps.at_dialect import (
+from gateway.ussd.dialects.africastalking import notification_form, request_form
+from gateway.ussd.dialects.africastalking import parse_text as parse_reply
+from gateway.ussd.dialects.base import (
     MAX_REPLY_BYTES,
-    AtRefusal,
-    AtScreen,
-    AtState,
-    Subscriber,
+    DialogState,
+    Refusal,
+    Screen,
+    Step,
     first_inputs,
-    notification_form,
-    parse_reply,
-    request_form,
 )
 from gateway.ussd.mmi import Ussd, parse
 from gateway.ussd.routing import Router, RouteTarget
@@ -27,14 +26,14 @@ from gateway.ussd.routing import Router, RouteTarget
 @pytest.mark.parametrize(
     ("body", "expected"),
     [
-        (b"CON Choose:\n1. Yes\n2. No", AtScreen("Choose:\n1. Yes\n2. No", False)),
-        (b"END Thank you", AtScreen("Thank you", True)),
-        (b"END", AtScreen("", True)),
-        (b"\xef\xbb\xbf\nCON Hi\n", AtScreen("Hi", False)),
-        ("END Спасибо".encode(), AtScreen("Спасибо", True)),
+        (b"CON Choose:\n1. Yes\n2. No", Screen("Choose:\n1. Yes\n2. No", False)),
+        (b"END Thank you", Screen("Thank you", True)),
+        (b"END", Screen("", True)),
+        (b"\xef\xbb\xbf\nCON Hi\n", Screen("Hi", False)),
+        ("END Спасибо".encode(), Screen("Спасибо", True)),
     ],
 )
-def test_continue_and_end_replies_are_understood(body: bytes, expected: AtScreen) -> None:
+def test_continue_and_end_replies_are_understood(body: bytes, expected: Screen) -> None:
     assert parse_reply(200, body) == expected
 
 
@@ -55,21 +54,19 @@ def test_continue_and_end_replies_are_understood(body: bytes, expected: AtScreen
 )
 def test_unusable_replies_are_refused_with_a_reason(status: int, body: bytes, reason: str) -> None:
     outcome = parse_reply(status, body)
-    assert isinstance(outcome, AtRefusal)
+    assert isinstance(outcome, Refusal)
     assert outcome.reason == reason
 
 
 def test_screens_at_the_limit_are_accepted() -> None:
-    assert parse_reply(200, b"CON " + b"x" * 182) == AtScreen("x" * 182, False)
-    assert parse_reply(200, ("END " + "я" * 80).encode()) == AtScreen("я" * 80, True)
+    assert parse_reply(200, b"CON " + b"x" * 182) == Screen("x" * 182, False)
+    assert parse_reply(200, ("END " + "я" * 80).encode()) == Screen("я" * 80, True)
 
 
 def test_declared_charset_is_honoured_and_unknown_one_refused() -> None:
-    assert parse_reply(200, "END Привет".encode("cp1251"), "windows-1251") == AtScreen(
-        "Привет", True
-    )
+    assert parse_reply(200, "END Привет".encode("cp1251"), "windows-1251") == Screen("Привет", True)
     outcome = parse_reply(200, b"END hi", "no-such-charset")
-    assert isinstance(outcome, AtRefusal) and outcome.reason == "malformed"
+    assert isinstance(outcome, Refusal) and outcome.reason == "malformed"
 
 
 @settings(max_examples=200, deadline=None)
@@ -80,7 +77,7 @@ def test_declared_charset_is_honoured_and_unknown_one_refused() -> None:
 )
 def test_parser_never_raises(status: int, body: bytes, charset: str | None) -> None:
     outcome = parse_reply(status, body, charset)
-    if isinstance(outcome, AtScreen):
+    if isinstance(outcome, Screen):
         assert 200 <= status <= 299
         assert outcome.end or outcome.text
 
@@ -89,7 +86,7 @@ def test_parser_never_raises(status: int, body: bytes, charset: str | None) -> N
 @given(prefix=st.sampled_from(["CON ", "END "]), screen=st.text(max_size=250))
 def test_a_fitting_screen_comes_back_as_sent(prefix: str, screen: str) -> None:
     outcome = parse_reply(200, (prefix + screen).encode())
-    if isinstance(outcome, AtScreen):
+    if isinstance(outcome, Screen):
         assert outcome.text == screen.rstrip()
         assert outcome.end == (prefix == "END ")
 
@@ -97,9 +94,8 @@ def test_a_fitting_screen_comes_back_as_sent(prefix: str, screen: str) -> None:
 def test_inputs_are_joined_with_stars_and_dialled_fields_come_first() -> None:
     dialled = parse("*384*7**1#")
     assert isinstance(dialled, Ussd)
-    state = AtState(dialled.route_key, 0.0, first_inputs(dialled.fields)).with_input("42")
-    who = Subscriber("s1", "+79161234567", "25001")
-    assert request_form(who, state) == {
+    state = DialogState(dialled.route_key, 0.0, first_inputs(dialled.fields)).with_input("42")
+    assert request_form(Step("continue", "s1", "+79161234567", "25001", state, "42")) == {
         "sessionId": "s1",
         "serviceCode": "*384#",
         "phoneNumber": "+79161234567",
@@ -109,11 +105,11 @@ def test_inputs_are_joined_with_stars_and_dialled_fields_come_first() -> None:
 
 
 def test_state_round_trips_and_foreign_state_is_rejected() -> None:
-    state = AtState("*385#", 10.0, ("1", "42"), 2, "Amount?")
-    assert AtState.from_json(state.to_json()) == state
-    assert AtState.from_json({"menu_id": "selfcare"}) is None
-    assert AtState.from_json({**state.to_json(), "hops": True}) is None
-    assert AtState.from_json({**state.to_json(), "started": float("nan")}) is None
+    state = DialogState("*385#", 10.0, ("1", "42"), 2, "Amount?")
+    assert DialogState.from_json(state.to_json()) == state
+    assert DialogState.from_json({"menu_id": "selfcare"}) is None
+    assert DialogState.from_json({**state.to_json(), "hops": True}) is None
+    assert DialogState.from_json({**state.to_json(), "started": float("nan")}) is None
 
 
 @settings(max_examples=200, deadline=None)
@@ -124,14 +120,16 @@ def test_state_round_trips_and_foreign_state_is_rejected() -> None:
     )
 )
 def test_state_from_anything_never_raises(data: dict[str, Any]) -> None:
-    state = AtState.from_json(data)
+    state = DialogState.from_json(data)
     if state is not None:
-        notification_form(Subscriber("s", "+7", "25001"), state, "user", 0.0)
+        notification_form(Step("end", "s", "+7", "25001", state, cause="user"))
 
 
 def test_notice_reports_how_the_session_ended() -> None:
-    state = AtState("*385#", 100.0, ("1",), 2, "Amount?")
-    form = notification_form(Subscriber("s1", "+79161234567", "25001"), state, "timeout", 101.5)
+    state = DialogState("*385#", 100.0, ("1",), 2, "Amount?")
+    form = notification_form(
+        Step("end", "s1", "+79161234567", "25001", state, cause="timeout", now=101.5)
+    )
     assert form["status"] == "Incomplete"
     assert form["durationInMillis"] == "1500"
     assert form["hopsCount"] == "2"
