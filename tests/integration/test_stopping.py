@@ -128,6 +128,8 @@ def start(tmp_path: Path, *extra: str) -> Serve:
     server = Serve(proc, port, log)
     if not healthy_within(f"http://127.0.0.1:{port}", 60, proc):
         raise AssertionError(f"serve did not start:\n{server.stop()}")
+    # The banner comes once every worker serves (one worker may answer /healthz before that).
+    server.until("the banner", lambda: "ussdsim: HTTP on" in log.read_text())
     return server
 
 
