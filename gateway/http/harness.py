@@ -113,14 +113,25 @@ async def _next_or_stop(runtime: Runtime, after: str) -> list[dict[str, Any]] | 
     read = asyncio.ensure_future(
         runtime.events.read(after=after, count=EVENTS_PAGE, block_ms=KEEPALIVE_MS)
     )
+    # Whatever becomes of a read given up on (its connection closing under it as the server
+    # stops), it is no "exception never retrieved" in the log.
+    read.add_done_callback(_outcome_seen)
     stop = asyncio.ensure_future(runtime.stopping.wait())
     try:
         await asyncio.wait({read, stop}, return_when=asyncio.FIRST_COMPLETED)
     finally:
         stop.cancel()
-        # A cancelled blocking read drops its connection (redis-py), so none is left half-read.
-        read.cancel()
-    return read.result() if read.done() and not read.cancelled() else None
+        if not read.done():
+            read.cancel()  # a cancelled blocking read drops its connection (redis-py)
+            await asyncio.wait({read})
+    if runtime.stopping.is_set() or read.cancelled():
+        return None  # the client resumes after the last event it got (Last-Event-ID)
+    return read.result()
+
+
+def _outcome_seen(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled():
+        task.exception()
 
 
 def _faults(request: web.Request) -> FaultBook:
