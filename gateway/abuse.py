@@ -1,4 +1,5 @@
-"""Abuse limits at the edges: per client address over HTTP, per address and system_id over SMPP.
+"""Abuse limits at the edges: per client address over HTTP; failed SMPP binds per (system_id,
+address) and per address, which the SMSC's bind brake turns into delays (`sms.smpp.bind_brake`).
 
 The per-number limits live in the ledger (login attempts, password issues), so they hold whatever
 the transport. What only an edge knows — the client's address, an SMPP bind's credentials — is
@@ -15,6 +16,7 @@ import contextvars
 import json
 import logging
 
+import redis.asyncio as aioredis
 import redis.exceptions
 from aiohttp import web
 
@@ -23,7 +25,6 @@ from gateway.config import Config
 from ledger.limits import Limit, RateLimiter, address_key
 from ledger.outcomes import Outcome, Result
 from shared.errors import ApiError
-from sms.smpp.constants import Status
 
 log = logging.getLogger("ussdsim.abuse")
 
@@ -51,7 +52,7 @@ def rate_limited(retry_after_s: int, what: str) -> web.Response:
 
 
 class AbuseLimits:
-    def __init__(self, limiter: RateLimiter, config: Config) -> None:
+    def __init__(self, limiter: RateLimiter, config: Config, redis: aioredis.Redis) -> None:
         self._limiter = limiter
         passwords, smpp = config.passwords, config.smpp
         self.login_per_address = Limit(
@@ -60,12 +61,7 @@ class AbuseLimits:
         self.issue_per_address = Limit(
             passwords.issue_address_limit_count, passwords.issue_address_limit_window_s
         )
-        self.bind_failures_per_address = Limit(
-            smpp.bind_fail_address_limit, smpp.bind_fail_window_s
-        )
-        self.bind_failures_per_system_id = Limit(
-            smpp.bind_fail_system_id_limit, smpp.bind_fail_window_s
-        )
+        self._bind_failures = FailureCounts(redis, smpp.bind_fail_window_s)
 
     async def login_from(self, address: str | None, now: float) -> int | None:
         """Count a login attempt from this HTTP client; seconds to wait when over the limit."""
@@ -79,33 +75,64 @@ class AbuseLimits:
             return None
         return await self._limiter.hit(address_key("issue", address), self.issue_per_address, now)
 
-    async def admit_bind(self, host: str, system_id: str, now: float) -> Status:
-        """RBINDFAIL when this address or system_id failed too many binds lately, else ROK.
-
-        A store that does not answer lets the bind through to the password check: the limit is
-        a brake on guessing, not a second gate a Redis hiccup should close for everyone."""
-        try:
-            by_host = await self._limiter.peek(
-                address_key("bindfail", host), self.bind_failures_per_address, now
-            )
-            by_id = await self._limiter.peek(
-                address_key("bindfail_id", system_id), self.bind_failures_per_system_id, now
-            )
-        except redis.exceptions.RedisError:
-            log.warning("bind failure counters unavailable: bind from %s checked normally", host)
-            return Status.ROK
-        return Status.RBINDFAIL if by_host is not None or by_id is not None else Status.ROK
+    async def bind_failures(self, host: str, system_id: str, now: float) -> tuple[int, int]:
+        """Failed binds lately: (for this system_id from this address, from this address)."""
+        pair = await self._bind_failures.count(_pair_key(host, system_id), now)
+        address = await self._bind_failures.count(address_key("bindfails", host), now)
+        return pair, address
 
     async def bind_failed(self, host: str, system_id: str, now: float) -> None:
         try:
-            await self._limiter.hit(
-                address_key("bindfail", host), self.bind_failures_per_address, now
-            )
-            await self._limiter.hit(
-                address_key("bindfail_id", system_id), self.bind_failures_per_system_id, now
-            )
+            await self._bind_failures.add(_pair_key(host, system_id), now)
+            await self._bind_failures.add(address_key("bindfails", host), now)
         except redis.exceptions.RedisError:
             log.warning("bind failure from %s could not be counted", host)
+
+    async def bind_succeeded(self, host: str, system_id: str) -> None:
+        await self._bind_failures.forget(_pair_key(host, system_id))
+
+
+def _pair_key(host: str, system_id: str) -> str:
+    # One key per (system_id, address); the hash tag keeps it in one cluster slot. (The names
+    # differ from the sorted sets older versions kept, which a store may still hold.)
+    return address_key("bindfails_pair", f"{host} {system_id}")
+
+
+# KEYS: the count (a hash: n, at). ARGV: now, window seconds. A count whose last failure is a
+# window old starts again from zero. Returns the count with this failure.
+_FAILURE_LUA = """
+local now, window = tonumber(ARGV[1]), tonumber(ARGV[2])
+local n = tonumber(redis.call('HGET', KEYS[1], 'n') or '0')
+local at = tonumber(redis.call('HGET', KEYS[1], 'at') or '0')
+if n > 0 and now - at >= window then n = 0 end
+n = n + 1
+redis.call('HSET', KEYS[1], 'n', n, 'at', ARGV[1])
+redis.call('PEXPIRE', KEYS[1], math.ceil(window * 1000) + 1000)
+return n
+"""
+
+
+class FailureCounts:
+    """Failures per key that decay as a whole: forgotten `window_s` after the last one (on the
+    caller's clock). Unlike a sliding window this keeps growing under a steady trickle of
+    failures, which is what the growing delays of the bind brake are measured by."""
+
+    def __init__(self, redis: aioredis.Redis, window_s: float) -> None:
+        self._redis = redis
+        self._window_s = window_s
+        self._script = redis.register_script(_FAILURE_LUA)
+
+    async def add(self, key: str, now: float) -> int:
+        return int(await self._script(keys=[key], args=[repr(now), repr(self._window_s)]))
+
+    async def count(self, key: str, now: float) -> int:
+        n, at = await self._redis.hmget(key, ["n", "at"])
+        if n is None or at is None or now - float(at) >= self._window_s:
+            return 0
+        return int(n)
+
+    async def forget(self, key: str) -> None:
+        await self._redis.delete(key)
 
 
 class GuardedPasswordSender(PasswordSender):

@@ -31,10 +31,12 @@ def banner(
     *,
     admin_token: str,
     dev_account: SmppAccount | None,
+    handset_token_generated: bool = False,
     env: Mapping[str, str] | None = None,
 ) -> list[str]:
     """The lines, in order; `dev_account`: the development account `serve` added (None when
-    `smpp.accounts` is configured)."""
+    `smpp.accounts` is configured); `handset_token_generated`: `serve` made up the handset token
+    (it listens beyond loopback and none was chosen)."""
     environ = os.environ if env is None else env
     details = [
         f"store: {listening.store}",
@@ -60,6 +62,13 @@ def banner(
             "USSDSIM_SMPP_SYSTEM_ID / USSDSIM_SMPP_PASSWORD choose it): "
             f"system_id {dev_account.system_id}"
             + ("" if chosen else f" password {dev_account.password}")
+        )
+    if handset_token_generated and config.http.handset_token is not None:
+        # Beyond loopback every handset call needs it, as Jupyter's token; printed once, never
+        # logged.
+        lines.append(
+            "ussdsim: handset token (set USSDSIM_HANDSET_TOKEN to choose one): "
+            f"{config.http.handset_token}"
         )
     if config.admin_token is None:
         # A line a shell takes as it is (the tour pastes it); printed once, never logged.

@@ -19,6 +19,7 @@ from gateway.config import (
     ConfigError,
     development_smpp_account,
     load_config,
+    with_handset_token,
 )
 from gateway.runtime import StartupError
 from gateway.terminal import event_line, screen_box
@@ -264,11 +265,24 @@ def cmd_serve(args: argparse.Namespace) -> int:
         # Printed with the addresses once the server listens, not before: a start that fails
         # shows no password.
         dev_account = account if account in config.smpp.accounts else None
+        # Beyond loopback every handset call needs a token: one is made up when none is chosen,
+        # and printed with the addresses once the server listens.
+        config, handset_token_generated = with_handset_token(config)
         if config.workers > 1:
             from gateway.workers import supervise
 
-            return supervise(config, dev_account=dev_account)
-        event_loop.run(serve(config, dev_account=dev_account))
+            return supervise(
+                config,
+                dev_account=dev_account,
+                handset_token_generated=handset_token_generated,
+            )
+        event_loop.run(
+            serve(
+                config,
+                dev_account=dev_account,
+                handset_token_generated=handset_token_generated,
+            )
+        )
     except (ConfigError, StartupError) as e:
         print(f"ussdsim: {e}", file=sys.stderr)
         return 2

@@ -9,6 +9,7 @@ them with the rest and reads the layers.
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import os
 import secrets
 from collections.abc import Mapping
@@ -41,6 +42,17 @@ class HttpConfig(StrictSection):
     # an idle keep-alive connection is closed after it too
     read_timeout_s: float = Field(default=30, gt=0, le=3600)
     max_connections_per_ip: int = Field(default=1024, ge=0)  # 0: no limit
+    # Browser pages on these origins ("https://tests.example:8443") may call the API; a
+    # request from any other page (its Origin header) is refused 403 cross_origin.
+    allowed_origins: list[str] = Field(default_factory=list)
+    # Host names this server answers to besides the listen address and loopback; any other
+    # Host is refused 421 unknown_host (DNS rebinding). With a handset token in force only
+    # this list restricts Host, so containers can reach the server by their service name.
+    allowed_hosts: list[str] = Field(default_factory=list)
+    # Handset calls (/v1/ussd, /v1/sms, inboxes) need `Authorization: Bearer` with this token
+    # (or the operator token). Unset: open on loopback; generated and printed when `serve`
+    # listens beyond loopback.
+    handset_token: str | None = Field(default=None, min_length=1)
 
     @field_validator("listen")
     @classmethod
@@ -48,9 +60,27 @@ class HttpConfig(StrictSection):
         split_hostport(v)
         return v
 
+    @field_validator("allowed_origins")
+    @classmethod
+    def _origins(cls, v: list[str]) -> list[str]:
+        for origin in v:
+            scheme, sep, rest = origin.partition("://")
+            if scheme not in ("http", "https") or not sep or not rest or "/" in rest:
+                raise ValueError(f"expected an origin like https://host:port, got {origin!r}")
+        return [o.lower() for o in v]
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _hosts(cls, v: list[str]) -> list[str]:
+        return [h.lower() for h in v]
+
     @property
     def host_port(self) -> tuple[str, int]:
         return split_hostport(self.listen)
+
+    @property
+    def on_loopback(self) -> bool:
+        return _loopback(self.host_port[0])
 
 
 class RedisConfig(StrictSection):
@@ -275,6 +305,7 @@ ENV_KEYS = {
     "USSDSIM_MAXMEMORY": ("redis", "maxmemory"),
     "USSDSIM_CLOCK": ("clock", "mode"),
     "USSDSIM_ADMIN_TOKEN": ("admin_token",),
+    "USSDSIM_HANDSET_TOKEN": ("http", "handset_token"),
     "USSDSIM_WORKERS": ("workers",),
 }
 
@@ -378,6 +409,22 @@ def load_config(
         return Config.model_validate(doc)
     except ValidationError as e:
         raise ConfigError(f"{path or 'configuration'}: {_describe(e)}") from e
+
+
+def with_handset_token(config: Config) -> tuple[Config, bool]:
+    """The configuration `serve` runs: beyond loopback a handset token is required, so one is
+    generated when none is set (and whether it was, so it can be printed once)."""
+    if config.http.handset_token is not None or config.http.on_loopback:
+        return config, False
+    http = config.http.model_copy(update={"handset_token": secrets.token_urlsafe(24)})
+    return config.model_copy(update={"http": http}), True
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 def resolve_path(config: Config, value: str) -> Path:

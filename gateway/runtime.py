@@ -72,6 +72,12 @@ def check_wiring(config: Config, menus: MenuSet, actions: Actions) -> list[str]:
     return problems
 
 
+def operator_numbers(config: Config) -> set[str]:
+    """The numbers the operator's own SMS come from: keyword short numbers, the password and
+    call detail senders. An ESME may not submit as one unless its account lists it."""
+    return {*config.sms.short_numbers, config.passwords.sender, config.offers.sender}
+
+
 def fault_problems(config: Config) -> list[str]:
     return config_problems(
         config.faults,
@@ -215,7 +221,7 @@ class Runtime:
         directory = SubscriberDirectory(
             ledger, auto_provision=config.subscribers.auto_provision, region=config.region
         )
-        abuse = AbuseLimits(RateLimiter(client), config)
+        abuse = AbuseLimits(RateLimiter(client), config, client)
         passwords = GuardedPasswordSender(
             ledger, inbox, config.sms, config.passwords.sender, events, metrics
         )
@@ -254,6 +260,7 @@ class Runtime:
                 metrics=metrics,
                 faults=faults,
                 abuse=abuse,
+                reserved_sources=operator_numbers(config),
             )
             smpp_app = smpp_app_factory(SmppUssdBridge(smsc, config.region), config.ussd)
         apps = AppSet.build(
@@ -309,6 +316,10 @@ class Runtime:
                 await self.deliver_due_documents()
             except Exception:  # as above; orders not yet taken are tried next round
                 log.warning("call detail notices failed", exc_info=True)
+            try:
+                await self.deliver_due_sms()
+            except Exception:  # as above; what is not yet claimed stays due
+                log.warning("scheduled SMPP delivery failed", exc_info=True)
             await self.recover_transfers()
 
     async def recover_transfers(self, reindex: bool = False) -> int:
@@ -340,6 +351,12 @@ class Runtime:
         answers with what it has now, while the store is still there to read it from."""
         self.stopping.set()
         self.inbox.release_waiters()
+
+    async def deliver_due_sms(self) -> int:
+        """Deliver (or expire) the scheduled MT due by now: any worker may take any of them."""
+        if self.smsc is None:
+            return 0
+        return await self.smsc.deliver_due(await self.clock.now())
 
     async def close(self) -> None:
         if self.smsc is not None:

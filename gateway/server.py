@@ -35,10 +35,12 @@ async def serve(
     announce: bool = True,
     worker: int | None = None,
     dev_account: SmppAccount | None = None,
+    handset_token_generated: bool = False,
 ) -> None:
     """`announce`: print the addresses and the credentials made up for this run (a supervisor
     of several workers prints them once instead); `worker`: this process's number among them;
-    `dev_account`: the SMPP account `serve` added because none is configured."""
+    `dev_account`: the SMPP account `serve` added because none is configured;
+    `handset_token_generated`: whether `serve` made up the handset token (printed then)."""
     try:
         runtime = await Runtime.start(config, worker=worker)
     except RedisError as e:
@@ -73,7 +75,7 @@ async def serve(
             ) from e
         if announce:
             bound = runner.addresses[0] if runner.addresses else (host, port)
-            _announce(runtime, bound, dev_account)
+            _announce(runtime, bound, dev_account, handset_token_generated)
         if ready is not None:
             ready.set()
         await stop.wait()
@@ -83,7 +85,12 @@ async def serve(
         await runtime.close()
 
 
-def _announce(runtime: Runtime, bound: tuple[str, int], dev_account: SmppAccount | None) -> None:
+def _announce(
+    runtime: Runtime,
+    bound: tuple[str, int],
+    dev_account: SmppAccount | None,
+    handset_token_generated: bool,
+) -> None:
     config = runtime.config
     smpp = None
     if runtime.smsc is not None:
@@ -96,7 +103,13 @@ def _announce(runtime: Runtime, bound: tuple[str, int], dev_account: SmppAccount
         loop=event_loop.running_loop_name(),
     )
     print_banner(
-        banner(config, listening, admin_token=runtime.admin_token, dev_account=dev_account)
+        banner(
+            config,
+            listening,
+            admin_token=runtime.admin_token,
+            dev_account=dev_account,
+            handset_token_generated=handset_token_generated,
+        )
     )
 
 

@@ -43,6 +43,7 @@ from gateway.harness.faults import apply_config_personas, config_problems
 from gateway.harness.metrics import MULTIPROC_ENV
 from ledger.embedded import EmbeddedRedis, EmbeddedRedisError
 from ledger.store_client import open_store
+from sms.smpp.scheduled_store import ScheduledStore
 from sms.smpp.store import SmppStore
 
 log = logging.getLogger("ussdsim.workers")
@@ -72,6 +73,7 @@ class WorkerProcess:
 class Supervisor:
     config: Config
     dev_account: SmppAccount | None = None  # printed with the addresses when serve added it
+    handset_token_generated: bool = False  # printed likewise
     embedded: EmbeddedRedis | None = None
     workers: list[WorkerProcess] = field(default_factory=list)
     _reserved: list[socket.socket] = field(default_factory=list)
@@ -269,6 +271,7 @@ class Supervisor:
             listening,
             admin_token=worker_config.admin_token or "",
             dev_account=self.dev_account,
+            handset_token_generated=self.handset_token_generated,
         )
         print_banner(lines)
 
@@ -304,6 +307,9 @@ async def _recover_deliveries(url: str, accounts: list[str]) -> None:
     client = open_store(url, max_connections=4)
     try:
         store = SmppStore(client)
+        claimed = await ScheduledStore(client).recover(accounts)
+        if claimed:
+            log.info("smpp: %d scheduled MT a previous run had claimed are due again", claimed)
         for account in accounts:
             moved = await store.recover_all(account)
             if moved:
@@ -337,9 +343,14 @@ def _readable(conn: Connection) -> bool:
         return False
 
 
-def supervise(config: Config, *, dev_account: SmppAccount | None = None) -> int:
+def supervise(
+    config: Config,
+    *,
+    dev_account: SmppAccount | None = None,
+    handset_token_generated: bool = False,
+) -> int:
     """Run `config.workers` server processes until SIGTERM/SIGINT; the exit status."""
-    return Supervisor(config, dev_account).run()
+    return Supervisor(config, dev_account, handset_token_generated=handset_token_generated).run()
 
 
 # --- inside a worker --------------------------------------------------------------------------

@@ -58,3 +58,18 @@ class Answer:
 
     def result(self) -> Result:
         return Result(Outcome(self.outcome), self.values)
+
+
+# Put first in a script that writes. A store at its maxmemory refuses a script's first write
+# only when that write can grow memory: a script that first trims (DEL, ZREMRANGEBYSCORE, HDEL)
+# then has its later writes let through, half a change. This probe is a write that can grow
+# memory and changes nothing (SETRANGE of an empty value never creates or alters a key), so a
+# full store refuses the whole script before it touched anything (OOM error, HTTP 507).
+OOM_PROBE_LUA = """
+do
+  local probe = redis.pcall('SETRANGE', KEYS[1], 0, '')
+  if type(probe) == 'table' and probe.err and string.find(probe.err, 'OOM', 1, true) then
+    return redis.error_reply(probe.err)
+  end
+end
+"""

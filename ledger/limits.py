@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 
+from ledger.common import OOM_PROBE_LUA
+
 # KEYS: the counter. ARGV: now, window seconds, count, member, mode ('hit' | 'peek').
 # Answers 0 when the event is allowed (and, for 'hit', recorded), else the seconds to wait.
 _LUA = """
@@ -63,7 +65,7 @@ def address_key(purpose: str, address: str) -> str:
 
 class RateLimiter:
     def __init__(self, redis: aioredis.Redis) -> None:
-        self._script = redis.register_script(_LUA)
+        self._script = redis.register_script(OOM_PROBE_LUA + _LUA)
 
     async def hit(self, key: str, limit: Limit, now: float) -> int | None:
         """Count one event; None when it is allowed, else the whole seconds until one would be."""

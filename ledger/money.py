@@ -25,6 +25,7 @@ from redis.commands.core import AsyncScript
 from ledger import keys
 from ledger.common import (
     MAX_AMOUNT,
+    OOM_PROBE_LUA,
     Answer,
     LedgerValueError,
     check_amount,
@@ -184,7 +185,7 @@ def group_members_key(main: str) -> str:
 def _load_money_script(name: str) -> str:
     lua = resources.files("ledger") / "lua"
     parts = ("_prelude.lua", "money_lib.lua", name)
-    return "\n".join((lua / part).read_text("utf-8") for part in parts)
+    return "\n".join([OOM_PROBE_LUA, *((lua / part).read_text("utf-8") for part in parts)])
 
 
 def _check_now(now: object) -> float:
@@ -205,6 +206,10 @@ _ID_REUSED: Final = Result(Outcome.CONFLICT, {"reason": "transfer_id_reused"})
 
 def _to_result(answer: Answer) -> Result:
     return Result(Outcome(answer.outcome), answer.values)
+
+
+def _answer(result: Result) -> Answer:
+    return Answer(str(result.outcome), dict(result.values))
 
 
 def _move_result(intent: Intent, duplicate: bool = False) -> Result:
@@ -349,7 +354,8 @@ class MoneyOps:
 
         With a caller-chosen `transfer_id` the call is idempotent: the same id with the same
         arguments answers the first result again (`duplicate` true), the same id with other
-        arguments is a `conflict` (reason `transfer_id_reused`). That holds for
+        arguments is a `conflict` (reason `transfer_id_reused`); a declined transfer answers
+        its refusal again and never applies later, whatever changed since. That holds for
         `transfer_retention_s` of the ledger clock after the transfer closed; then the id is
         forgotten and names a new transfer. See `ledger.transfers` for the steps across cluster
         slots.
@@ -373,15 +379,22 @@ class MoneyOps:
                 },
             )
         fee = transfer_fee(amount, settings)
+        fingerprint = f"transfer {sender} {recipient} {amount}"
+        claimed: bool | Answer = True
         if transfer_id is None:
-            transfer_id = new_transfer_id()
-        elif not await self._moves.claim(
-            transfer_id, f"transfer {sender} {recipient} {amount}", now
-        ):
-            return _ID_REUSED
+            transfer_id, fingerprint = new_transfer_id(), ""
+        else:
+            claimed = await self._moves.claim(transfer_id, fingerprint, now)
+            if claimed is False:
+                return _ID_REUSED
         known, refusal, indexed = await self._transfer_check(
             sender, recipient, transfer_id, amount, fee, now
         )
+        if known is None and isinstance(claimed, Answer):
+            # Declined before: the same answer, even if a top-up would let it through now.
+            refusal = claimed.result()
+        elif refusal is not None and fingerprint:
+            await self._moves.decline(transfer_id, fingerprint, _answer(refusal))
         if refusal is not None:
             # Only an entry this call added goes: one already there may be another caller's.
             if indexed:
@@ -404,6 +417,8 @@ class MoneyOps:
             indexed=True,
         )
         if isinstance(done, Answer):
+            if fingerprint:
+                await self._moves.decline(transfer_id, fingerprint, done)
             return _to_result(done)
         intent, created = done
         return _move_result(intent, duplicate=not created)

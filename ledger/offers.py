@@ -22,7 +22,7 @@ from redis.commands.core import AsyncScript
 
 from ledger import keys
 from ledger.catalogue import POINT_CHANNELS, Catalogue, Option, default_catalogue
-from ledger.common import MAX_AMOUNT, LedgerValueError
+from ledger.common import MAX_AMOUNT, OOM_PROBE_LUA, LedgerValueError
 from ledger.models import iso_utc
 from ledger.numbers import InvalidNumber, is_e164, normalize_msisdn
 from ledger.outcomes import Outcome, Result
@@ -85,7 +85,7 @@ def points_key(msisdn: str) -> str:
 def load_lua(name: str, *libraries: str) -> str:
     lua = resources.files("ledger") / "lua"
     parts = [(lua / part).read_text("utf-8") for part in ("_prelude.lua", *libraries, name)]
-    return "\n".join(parts)
+    return "\n".join([OOM_PROBE_LUA, *parts])
 
 
 def compact_json(value: Any) -> str:

@@ -20,6 +20,7 @@ from redis.commands.core import AsyncScript
 from ledger import keys
 from ledger.catalogue import Catalogue, default_catalogue
 from ledger.common import (
+    OOM_PROBE_LUA,
     Answer,
     LedgerValueError,
     check_amount,
@@ -82,7 +83,8 @@ def new_subscriber_fields(msisdn: str, settings: LedgerSettings, now: float) -> 
 
 def _load_script(name: str) -> str:
     lua = resources.files("ledger") / "lua"
-    return (lua / "_prelude.lua").read_text("utf-8") + "\n" + (lua / name).read_text("utf-8")
+    prelude = (lua / "_prelude.lua").read_text("utf-8")
+    return "\n".join((OOM_PROBE_LUA, prelude, (lua / name).read_text("utf-8")))
 
 
 def _encode_change(field: str, value: object) -> str:
@@ -185,7 +187,9 @@ class Ledger:
     # -- subscribers ---------------------------------------------------------------------------
 
     async def get(self, msisdn: str) -> Subscriber | None:
-        async with self._redis.pipeline(transaction=True) as pipe:
+        # Not a MULTI: a store at its maxmemory refuses every command queued in one, reads too,
+        # and a subscriber must stay readable then. Both keys are one subscriber's slot.
+        async with self._redis.pipeline(transaction=False) as pipe:
             self.queue_get(pipe, msisdn)
             return self.decode_get(await pipe.execute())
 

@@ -67,7 +67,7 @@ import redis.asyncio as aioredis
 from redis.commands.core import AsyncScript
 
 from ledger import keys
-from ledger.common import MAX_AMOUNT, Answer, LedgerValueError, compact_json
+from ledger.common import MAX_AMOUNT, OOM_PROBE_LUA, Answer, LedgerValueError, compact_json
 from ledger.models import iso_utc
 
 INDEX_SHARDS: Final = 8
@@ -232,7 +232,7 @@ def parse_intent(transfer_id: str, raw: str | None) -> Intent | None:
 def _load(name: str) -> str:
     lua = resources.files("ledger") / "lua"
     parts = ("_prelude.lua", "money_lib.lua", "xfer_lib.lua", name)
-    return "\n".join((lua / part).read_text("utf-8") for part in parts)
+    return "\n".join([OOM_PROBE_LUA, *((lua / part).read_text("utf-8") for part in parts)])
 
 
 def _decode(raw: Any) -> Answer:
@@ -266,6 +266,7 @@ class CrossSlot:
         self._confirm = redis.register_script(_load("xfer_confirm.lua"))
         self._prune = redis.register_script(_load("xfer_prune.lua"))
         self._claim = redis.register_script(_load("xfer_claim.lua"))
+        self._decline = redis.register_script(_load("xfer_decline.lua"))
 
     async def _run(self, script: AsyncScript, keys_: list[str], args: list[str]) -> Answer:
         return _decode(await script(keys=keys_, args=args))
@@ -292,9 +293,10 @@ class CrossSlot:
     def retention_s(self) -> float:
         return self._retention_s
 
-    async def claim(self, transfer_id: str, fingerprint: str, now: float) -> bool:
+    async def claim(self, transfer_id: str, fingerprint: str, now: float) -> bool | Answer:
         """Bind a caller-chosen id to its arguments for the retention window; False when it
-        names other ones within its window.
+        names other ones within its window, the kept refusal when it was declined within it
+        (`decline`), else True.
 
         Its own round trip: a script in a pipeline costs a SCRIPT EXISTS first on one Redis,
         is not supported by redis-py's cluster pipeline, and a raw EVALSHA there is not
@@ -302,7 +304,16 @@ class CrossSlot:
         expires = now + self._retention_s
         ttl = max(1, math.ceil(self._retention_s))
         args = [fingerprint, repr(float(now)), repr(expires), str(ttl)]
-        return bool(await self._claim(keys=[claim_key(transfer_id)], args=args))
+        claimed = await self._claim(keys=[claim_key(transfer_id)], args=args)
+        if isinstance(claimed, str | bytes):
+            return _decode(claimed)
+        return bool(claimed)
+
+    async def decline(self, transfer_id: str, fingerprint: str, refusal: Answer) -> None:
+        """Keep the refusal of a claimed id: a repeat within the window answers it again and
+        never applies later, whatever changed since (a top-up, an unblock)."""
+        verdict = compact_json({"outcome": refusal.outcome, "values": refusal.values})
+        await self._decline(keys=[claim_key(transfer_id)], args=[fingerprint, verdict])
 
     async def intent(self, sender: str, transfer_id: str) -> Intent | None:
         raw = await self._redis.hget(intents_key(sender), transfer_id)

@@ -7,7 +7,8 @@ configures.
 
 from __future__ import annotations
 
-from typing import Literal
+import ipaddress
+from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -24,8 +25,11 @@ def _all_bind_types() -> list[BindType]:
 class SmppAccount(StrictSection):
     system_id: str = Field(min_length=1, max_length=15)
     password: str = Field(min_length=1, max_length=8)
-    # source_addr values a submit_sm may carry; empty means any
+    # source_addr values a submit_sm may carry; empty means any (but the operator's own numbers,
+    # which only an account that lists them may use)
     allowed_sources: list[str] = Field(default_factory=list)
+    # networks a bind may come from (CIDR: "10.0.0.0/8", "127.0.0.1"); empty means any
+    allowed_addresses: list[str] = Field(default_factory=list)
     # subscribers' SMS to these short numbers go to this account as deliver_sm
     short_numbers: list[str] = Field(default_factory=list)
     bind_types: list[BindType] = Field(default_factory=_all_bind_types)
@@ -56,6 +60,16 @@ class SmppAccount(StrictSection):
             )
         return self
 
+    @field_validator("allowed_addresses")
+    @classmethod
+    def _networks(cls, v: list[str]) -> list[str]:
+        for network in v:
+            try:
+                ipaddress.ip_network(network, strict=False)
+            except ValueError:
+                raise ValueError(f"{network!r} is not an address or a CIDR network") from None
+        return v
+
 
 class SmppUpstream(StrictSection):
     """An SMSC that MT messages generated here are also submitted to (ESME client mode)."""
@@ -85,17 +99,35 @@ class SmppConfig(StrictSection):
     bind_timeout_s: float = Field(default=30, gt=0)  # a connection not bound by then is closed
     max_connections_per_ip: int = Field(default=64, ge=0)  # 0: no limit
     upstream: SmppUpstream | None = None
-    # Failed binds (wrong password or system_id) tolerated per source address and per system_id
-    # within bind_fail_window_s; beyond that a bind is refused unchecked. 0: no limit.
-    bind_fail_address_limit: int = Field(default=5, ge=0)
-    bind_fail_system_id_limit: int = Field(default=20, ge=0)
+    # Failed binds (wrong password or system_id) slow down the (system_id, address) pair they
+    # came from: its next bind is answered after bind_fail_delay_s, doubling per failure up to
+    # bind_fail_delay_max_s; the count is forgotten bind_fail_window_s (server clock) after the
+    # last failure, or at the pair's next good bind. 0: no brake.
+    bind_fail_delay_s: float = Field(default=0.5, ge=0, le=60)
+    bind_fail_delay_max_s: float = Field(default=4, ge=0, le=60)
     bind_fail_window_s: int = Field(default=300, ge=1)
+    # deliver_sm waiting for a receiver (MO SMS, receipts): an MO beyond mo_queue_max items is
+    # refused; an item older than mo_validity_s (server clock) is expired, not delivered
+    mo_queue_max: int = Field(default=10_000, ge=1)
+    mo_validity_s: float = Field(default=3 * 24 * 3600, gt=0)
 
     @field_validator("listen")
     @classmethod
     def _listen(cls, v: str) -> str:
         split_hostport(v)
         return v
+
+    @model_validator(mode="before")
+    @classmethod
+    def _replaced_keys(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            old = sorted({"bind_fail_address_limit", "bind_fail_system_id_limit"} & set(data))
+            if old:
+                raise ValueError(
+                    f"{', '.join(old)}: replaced by bind_fail_delay_s and bind_fail_delay_max_s "
+                    "(failed binds slow their address down instead of locking the account out)"
+                )
+        return data
 
     @field_validator("accounts")
     @classmethod

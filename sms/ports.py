@@ -51,6 +51,9 @@ class Metrics(Protocol):
     @property
     def smpp_pdus(self) -> Counter: ...  # labels: direction, command, status
 
+    @property
+    def smpp_queue_dropped(self) -> Counter: ...  # labels: account, reason
+
 
 class SubscriberDirectory(Protocol):
     """Numbers in any accepted form, and the subscriber behind one. Both raise
@@ -69,11 +72,17 @@ class PasswordSender(Protocol):
 
 
 class AbuseLimits(Protocol):
-    """The failed-bind brake, per source address and per system_id, over every worker."""
+    """The failed-bind counts behind the brake (`sms.smpp.bind_brake`), over every worker."""
 
-    async def admit_bind(self, host: str, system_id: str, now: float) -> int: ...
+    async def bind_failures(self, host: str, system_id: str, now: float) -> tuple[int, int]:
+        """Recent failed binds: (for this system_id from this address, from this address)."""
+        ...
 
     async def bind_failed(self, host: str, system_id: str, now: float) -> None: ...
+
+    async def bind_succeeded(self, host: str, system_id: str) -> None:
+        """The right password from this address: its count for this system_id starts again."""
+        ...
 
 
 class FaultPersona(Protocol):
@@ -103,6 +112,8 @@ class ActiveFault(Protocol):
     def unbinds_at(self, messages: int) -> bool: ...
 
     def receipt(self) -> tuple[str, float] | None: ...
+
+    def malformed(self) -> str | None: ...  # a kind from `sms.smpp.malformed.KINDS`, or None
 
 
 class FaultBook(Protocol):

@@ -15,6 +15,7 @@ from sms.encoding import TextTooLong, plan_sms
 from sms.inbox import Inbox
 from sms.keywords import decide
 from sms.ports import Clock, EventLog, Metrics, PasswordSender, SubscriberDirectory
+from sms.smpp.queue_bounds import QueueFull
 
 
 @dataclass(frozen=True)
@@ -34,7 +35,9 @@ class SmppRouting(Protocol):
 
     async def enqueue_mo(
         self, system_id: str, sender: str, to: str, text: str, now: float, message_id: str
-    ) -> None: ...
+    ) -> None:
+        """Raises `sms.smpp.queue_bounds.QueueFull` when the account's queue has no room."""
+        ...
 
 
 class SmsGateway:
@@ -96,6 +99,16 @@ class SmsGateway:
         if short is None and smpp_account is None:
             recipient = await self._directory.require(to, now, actor="sms")
         message_id = f"mo-{secrets.token_hex(8)}"
+        if smpp_account is not None and self.smpp is not None:
+            # Queued first: an MO the account's full queue refuses is not counted as sent.
+            try:
+                await self.smpp.enqueue_mo(smpp_account, sender, to, text, now, message_id)
+            except QueueFull as e:
+                raise ApiError(
+                    507,
+                    "queue_full",
+                    f"{e.limit} messages already wait for {to}'s application to take them",
+                ) from e
         self._metrics.sms.labels("mo", plan.encoding).inc()
         self._metrics.sms_segments.labels("mo").inc(plan.segments)
         await self._events.emit(
@@ -110,8 +123,6 @@ class SmsGateway:
         lang = subscriber.lang
         if recipient is not None:
             await self._deliver(recipient.msisdn, sender, text, now)
-        elif smpp_account is not None and self.smpp is not None:
-            await self.smpp.enqueue_mo(smpp_account, sender, to, text, now, message_id)
         elif short is not None:
             decision = decide(short.handler, text)
             if decision.kind == "issue_password":

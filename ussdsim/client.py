@@ -8,6 +8,7 @@ their `Reply`s; the two clients only differ in how they carry a call over httpx.
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
@@ -18,6 +19,7 @@ from urllib.parse import quote, urlencode
 import httpx
 
 DEFAULT_URL = "http://127.0.0.1:8080"
+HANDSET_TOKEN_VARIABLE = "USSDSIM_HANDSET_TOKEN"
 REQUEST_TIMEOUT_S = 30.0
 
 T = TypeVar("T")
@@ -86,10 +88,16 @@ def _decode(raw: str) -> Any:
         return raw
 
 
-def _options(call: Call, token: str | None) -> dict[str, Any]:
-    headers = {"Authorization": f"Bearer {token}"} if call.operator and token else {}
+def _options(call: Call, token: str | None, handset_token: str | None) -> dict[str, Any]:
+    # A handset call takes the handset token; the operator token is accepted there too.
+    bearer = token if call.operator else handset_token or token
+    headers = {"Authorization": f"Bearer {bearer}"} if bearer else {}
     timeout = httpx.Timeout(REQUEST_TIMEOUT_S + call.wait_s)
     return {"json": call.body, "headers": headers, "timeout": timeout}
+
+
+def _handset_token(given: str | None) -> str | None:
+    return given if given is not None else os.environ.get(HANDSET_TOKEN_VARIABLE) or None
 
 
 def _unreachable(url: str, e: httpx.TransportError) -> ServerUnreachable:
@@ -359,11 +367,17 @@ class Clock:
 
 
 class Client:
-    """Blocking client: `with Client(url, token) as c: c.dial("9161234567", "*100#").text`."""
+    """Blocking client: `with Client(url, token) as c: c.dial("9161234567", "*100#").text`.
 
-    def __init__(self, url: str = DEFAULT_URL, token: str | None = None) -> None:
+    `token`: the operator token; `handset_token`: the server's `http.handset_token` (default
+    `USSDSIM_HANDSET_TOKEN`), sent on handset calls, which take the operator token too."""
+
+    def __init__(
+        self, url: str = DEFAULT_URL, token: str | None = None, handset_token: str | None = None
+    ) -> None:
         self.url = url.rstrip("/")
         self.token = token
+        self.handset_token = _handset_token(handset_token)
         self._http = httpx.Client(base_url=self.url)
         self.clock = Clock(self)
         self.faults = _Faults(self.run)
@@ -378,8 +392,9 @@ class Client:
         self._http.close()
 
     def send(self, call: Call) -> Reply:
+        options = _options(call, self.token, self.handset_token)
         try:
-            resp = self._http.request(call.method, call.path, **_options(call, self.token))
+            resp = self._http.request(call.method, call.path, **options)
         except httpx.TransportError as e:
             raise _unreachable(self.url, e) from e
         return Reply(resp.status_code, _decode(resp.text))
@@ -498,11 +513,15 @@ class AsyncClock:
 
 
 class AsyncClient:
-    """asyncio client: `async with AsyncClient(url, token) as c: await c.dial(...)`."""
+    """asyncio client: `async with AsyncClient(url, token) as c: await c.dial(...)`; tokens as
+    for `Client`."""
 
-    def __init__(self, url: str = DEFAULT_URL, token: str | None = None) -> None:
+    def __init__(
+        self, url: str = DEFAULT_URL, token: str | None = None, handset_token: str | None = None
+    ) -> None:
         self.url = url.rstrip("/")
         self.token = token
+        self.handset_token = _handset_token(handset_token)
         # No pool cap: a load run holds one connection per concurrent subscriber.
         limits = httpx.Limits(max_connections=None, max_keepalive_connections=None)
         self._http = httpx.AsyncClient(base_url=self.url, limits=limits)
@@ -519,8 +538,9 @@ class AsyncClient:
         await self._http.aclose()
 
     async def send(self, call: Call) -> Reply:
+        options = _options(call, self.token, self.handset_token)
         try:
-            resp = await self._http.request(call.method, call.path, **_options(call, self.token))
+            resp = await self._http.request(call.method, call.path, **options)
         except httpx.TransportError as e:
             raise _unreachable(self.url, e) from e
         return Reply(resp.status_code, _decode(resp.text))

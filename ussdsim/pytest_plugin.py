@@ -5,7 +5,8 @@
 - `ussdsim` (session): a `Client` of it, with its operator token.
 - `ussdsim_subscribers` (function): fresh numbers for this test, created on the server.
 
-Options: `--ussdsim-url URL` (token from `USSDSIM_ADMIN_TOKEN`), `--ussdsim-config PATH`, and the
+Options: `--ussdsim-url URL` (token from `USSDSIM_ADMIN_TOKEN`, handset token from
+`USSDSIM_HANDSET_TOKEN` when the server wants one), `--ussdsim-config PATH`, and the
 ini keys `ussdsim_config`, `ussdsim_clock` (virtual), `ussdsim_workers` (1).
 """
 

@@ -1,7 +1,7 @@
 """Fault personas: faults on demand for test harnesses.
 
 A persona is a set of optional effects (latency, drop, error status, throttling, unbind, receipt
-mix, network release, store outage) switched on per scope:
+mix, malformed PDUs, network release, store outage) switched on per scope:
 - `global`: every USSD dialog (and the store itself, for `store_outage`);
 - `smpp:SYSTEM_ID`: one SMPP account of the SMSC;
 - `app:ROUTE_CODE`: one USSD route (external application or built-in menu).
@@ -108,6 +108,23 @@ class ReceiptMix(_Strict):
         return {stat: getattr(self, stat) for stat in RECEIPT_ERRORS}
 
 
+MalformedKind = Literal[
+    "truncated", "unknown_sequence", "generic_nack", "unknown_command", "unknown_tlv"
+]
+
+
+def _all_malformed_kinds() -> list[MalformedKind]:
+    return ["truncated", "unknown_sequence", "generic_nack", "unknown_command", "unknown_tlv"]
+
+
+class Malformed(_Strict):
+    """PDUs no well-behaved SMSC sends, towards the ESME, for a share of its submits; each time
+    one of `kinds`, drawn evenly (what each is: `sms.smpp.malformed`)."""
+
+    probability: float = Field(default=1.0, ge=0, le=1)
+    kinds: list[MalformedKind] = Field(default_factory=_all_malformed_kinds, min_length=1)
+
+
 class Release(_Strict):
     """The network ends the dialog: on the answer to the `after_steps`-th screen, or on any
     answer with `probability`."""
@@ -135,6 +152,7 @@ class Persona(_Strict):
     throttle: Throttle | None = None
     unbind_after: int | None = Field(default=None, ge=1)
     receipts: ReceiptMix | None = None
+    malformed: Malformed | None = None
     release: Release | None = None
     store_outage: StoreOutage | None = None
     seed: int = 0
@@ -150,13 +168,16 @@ EFFECTS = (
     "throttle",
     "unbind_after",
     "receipts",
+    "malformed",
     "release",
     "store_outage",
 )
 ScopeKind = Literal["global", "smpp", "app"]
 SCOPE_EFFECTS: dict[ScopeKind, frozenset[str]] = {
     "global": frozenset({"latency_ms", "drop", "release", "store_outage"}),
-    "smpp": frozenset({"latency_ms", "drop", "error", "throttle", "unbind_after", "receipts"}),
+    "smpp": frozenset(
+        {"latency_ms", "drop", "error", "throttle", "unbind_after", "receipts", "malformed"}
+    ),
     "app": frozenset({"latency_ms", "drop", "error", "release"}),
 }
 
@@ -293,6 +314,13 @@ class ActiveFault:
         delay = mix.delay_ms.draw_s(self._rng) if mix.delay_ms is not None else 0.0
         self._count(self.scope, "receipts")
         return stat, delay
+
+    def malformed(self) -> str | None:
+        """The kind of malformed PDU to send for this submit, if any."""
+        effect = self.persona.malformed
+        if effect is None or not self._hit("malformed", effect.probability):
+            return None
+        return self._rng.choice(effect.kinds)
 
     def releases(self, steps: int) -> str | None:
         """The release text when the network drops the dialog on the answer to screen `steps`:

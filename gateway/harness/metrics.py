@@ -76,6 +76,13 @@ class Metrics:
             ["direction", "command", "status"],
             registry=r,
         )
+        self.smpp_queue_dropped = Counter(
+            "ussdsim_smpp_queue_dropped",
+            "deliver_sm not queued or not sent: reason queue_full (an MO refused at"
+            " smpp.mo_queue_max) or expired (older than smpp.mo_validity_s)",
+            ["account", "reason"],
+            registry=r,
+        )
 
     def render(self) -> bytes:
         shared = os.environ.get(MULTIPROC_ENV)

@@ -1,13 +1,12 @@
 """The aiohttp application: the endpoint table routed behind one middleware.
 
-The middleware checks the operator token, turns errors into the API's error shape and counts
-every request in the metrics.
+The middleware applies the request guards (Host, Origin, tokens, media type: `guards`), turns
+errors into the API's error shape and counts every request in the metrics.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 import time
 from typing import Any
@@ -18,6 +17,7 @@ from aiohttp import web
 from gateway.abuse import CLIENT_ADDRESS
 from gateway.http import web as phone_pages
 from gateway.http.endpoint import RUNTIME, Endpoint, Handler, json_response
+from gateway.http.guards import RequestGuards
 from gateway.http.routes import ENDPOINTS
 from gateway.runtime import Runtime
 from shared.errors import ApiError, bad_request
@@ -29,10 +29,17 @@ def _error_response(err: ApiError) -> web.Response:
     return json_response(err.body(), status=err.status)
 
 
-def make_middleware(token: str) -> Any:
-    protected = {(e.method, e.path) for e in ENDPOINTS if e.operator}
-    expected = f"Bearer {token}".encode()
+def _internal_error(request: web.Request, route: str) -> web.Response:
+    log.exception("unexpected error in %s %s", request.method, route)
+    return _error_response(ApiError(500, "internal_error", "unexpected server error"))
 
+
+def out_of_memory(e: redis.exceptions.ResponseError) -> bool:
+    """The store refused a write at its maxmemory (a script's error carries the same text)."""
+    return isinstance(e, redis.exceptions.OutOfMemoryError) or "OOM command not allowed" in str(e)
+
+
+def make_middleware(guards: RequestGuards) -> Any:
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         started = time.perf_counter()
@@ -41,15 +48,14 @@ def make_middleware(token: str) -> Any:
         status = 500
         address = CLIENT_ADDRESS.set(request.remote)
         try:
-            if (request.method, route) in protected:
-                given = request.headers.get("Authorization", "").encode()
-                if not hmac.compare_digest(given, expected):
-                    raise ApiError(
-                        401, "unauthorized", "this call needs the operator's bearer token"
-                    )
+            preflight = guards.check(request, route)
+            if preflight is not None:
+                status = preflight.status
+                return preflight
             async with request.app[RUNTIME].events.batch():
                 response = await handler(request)
             status = response.status
+            guards.allow_reading(request, response)
             return response
         except ApiError as e:
             status = e.status
@@ -77,6 +83,7 @@ def make_middleware(token: str) -> Any:
             return _error_response(
                 ApiError(503, "store_unavailable", "the store is not answering; try again shortly")
             )
+<<<<<<< HEAD
         except ConnectionResetError:
             # The client went away before its answer (a closed tab, a cancelled poll): normal,
             # and nobody is left to read an error. 499 is nginx's "client closed request".
@@ -84,10 +91,21 @@ def make_middleware(token: str) -> Any:
             log.debug("client went away during %s %s", request.method, route)
             return web.Response(status=status)
         except asyncio.CancelledError:
+=======
+        except redis.exceptions.ResponseError as e:
+            if not out_of_memory(e):
+                return _internal_error(request, route)
+            # Scripts and transactions are refused whole: nothing of the request was applied.
+            status = 507
+            log.warning("store full during %s %s", request.method, route)
+            return _error_response(
+                ApiError(507, "store_full", "the store is full: this change was not applied")
+            )
+        except (asyncio.CancelledError, ConnectionResetError):
+>>>>>>> main
             raise
         except Exception:
-            log.exception("unexpected error in %s %s", request.method, route)
-            return _error_response(ApiError(500, "internal_error", "unexpected server error"))
+            return _internal_error(request, route)
         finally:
             CLIENT_ADDRESS.reset(address)
             runtime = request.app[RUNTIME]
@@ -124,7 +142,9 @@ async def _release_waiters(app: web.Application) -> None:
 
 def build_app(runtime: Runtime) -> web.Application:
     app = web.Application(
-        middlewares=[make_middleware(runtime.admin_token)],
+        middlewares=[
+            make_middleware(RequestGuards(runtime.config.http, runtime.admin_token, ENDPOINTS))
+        ],
         client_max_size=runtime.config.http.max_body_bytes,
     )
     app[RUNTIME] = runtime

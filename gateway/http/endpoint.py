@@ -12,6 +12,7 @@ from typing import Any, Generic, Literal, TypeVar
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
+from gateway.http.guards import load_json
 from gateway.runtime import Runtime
 from shared.errors import ApiError, bad_request, not_found
 
@@ -53,11 +54,7 @@ async def read_raw(request: web.Request) -> bytes:
 
 
 async def read_body(request: web.Request, model: type[M]) -> M:
-    raw = await read_raw(request)
-    try:
-        data = json.loads(raw) if raw else None
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise bad_request("malformed_json", f"the body is not valid JSON: {e}") from e
+    data = load_json(await read_raw(request))
     if not isinstance(data, dict):
         raise bad_request("invalid_body", "the body must be a JSON object")
     try:

@@ -13,7 +13,11 @@ from aiohttp import web
 from gateway.harness.faults import FaultBook, FaultError
 from gateway.http import models
 from gateway.http.endpoint import json_response, read_body, read_raw, rt
+<<<<<<< HEAD
 from gateway.runtime import Runtime
+=======
+from gateway.http.guards import load_json
+>>>>>>> main
 from ledger.models import iso_utc
 from shared.errors import ApiError, bad_request, not_found
 
@@ -29,6 +33,7 @@ async def clock(request: web.Request) -> web.Response:
         now = await runtime.virtual_clock.advance(float(body.advance_s))
         await runtime.ussd.sweep()
         await runtime.deliver_due_documents()
+        await runtime.deliver_due_sms()
     else:
         now = await runtime.clock.now()
     return json_response(
@@ -156,11 +161,9 @@ async def put_fault(request: web.Request) -> web.Response:
     raw = await read_raw(request)
     try:
         book.check_scope(scope)  # an unknown scope is 404 whatever the body says
-        data = json.loads(raw) if raw else None
     except FaultError as e:
         raise _fault_error(e) from e
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise bad_request("malformed_json", f"the body is not valid JSON: {e}") from e
+    data = load_json(raw)
     if not isinstance(data, dict):
         raise bad_request("invalid_body", "the body must be a JSON object")
     try:

@@ -24,6 +24,12 @@ ERROR_SCHEMA = {
 }
 
 
+# What the request guards answer before any handler (gateway.http.guards).
+_GUARD_RESPONSES = {
+    403: "Called from another web page (Origin, Sec-Fetch-Site)",
+    421: "The Host header names another server (http.allowed_hosts)",
+}
+
 # Realistic values let clients (and fuzzers) reach past the format check to the real logic.
 PATH_EXAMPLES = {"msisdn": "79161234567", "scope": "global"}
 
@@ -118,8 +124,28 @@ def build_spec(endpoints: Sequence[Endpoint]) -> dict[str, Any]:
             }
         if e.operator:
             op["security"] = [{"bearer": []}]
+        elif e.tag == "handset":
+            # Open on loopback; with http.handset_token set, that token or the operator's.
+            op["security"] = [{}, {"bearer": []}]
+        if e.operator or e.tag == "handset":
             op["responses"]["401"] = {
                 "description": "Missing or wrong bearer token",
+                "content": _error_content(),
+            }
+        for status, text in _GUARD_RESPONSES.items():
+            op["responses"].setdefault(str(status), {"description": text})
+            op["responses"][str(status)]["content"] = _error_content()
+        if e.body is not None:
+            op["responses"]["415"] = {
+                "description": "The body is not application/json",
+                "content": _error_content(),
+            }
+        if e.method != "GET":
+            # An endpoint with a 507 of its own (a full queue) has both causes under one status.
+            own = op["responses"].get("507", {}).get("description")
+            full = "store_full: the store is full; nothing was applied"
+            op["responses"]["507"] = {
+                "description": full if own is None else f"{own}; or {full}",
                 "content": _error_content(),
             }
         paths.setdefault(e.path, {})[e.method.lower()] = op

@@ -83,6 +83,10 @@ ENDPOINTS: list[Endpoint] = [
             400: "Bad input",
             403: "Number blocked",
             404: "Unknown destination",
+            507: (
+                "queue_full: the SMPP account the short number is routed to already has "
+                "smpp.mo_queue_max messages waiting for its receiver; nothing was queued"
+            ),
         },
     ),
     Endpoint(

@@ -28,6 +28,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from gateway.harness.events import EventLog
+from ledger.common import OOM_PROBE_LUA
 from ledger.store_client import queue_script, script_reply
 
 DEADLINES_KEY = "ussd:deadlines"
@@ -165,10 +166,11 @@ class SessionStore:
         self._redis = redis
         self.input_timeout_s = input_timeout_s
         self.lifetime_s = lifetime_s
-        self._open = redis.register_script(_OPEN)
-        self._claim = redis.register_script(_CLAIM)
+        # Each opens with the probe: a full store refuses them whole (they delete first).
+        self._open = redis.register_script(OOM_PROBE_LUA + _OPEN)
+        self._claim = redis.register_script(OOM_PROBE_LUA + _CLAIM)
         self._unclaim = redis.register_script(_UNCLAIM)
-        self._save = redis.register_script(_SAVE)
+        self._save = redis.register_script(OOM_PROBE_LUA + _SAVE)
         self._end = redis.register_script(_END)
         self._expire = redis.register_script(_EXPIRE)
         self._known: OrderedDict[str, str] = OrderedDict()

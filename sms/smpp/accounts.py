@@ -10,6 +10,7 @@ import hmac
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from sms.smpp.bind_brake import Network, address_allowed
 from sms.smpp.constants import Status
 
 ALL_BIND_TYPES = frozenset({"transmitter", "receiver", "transceiver"})
@@ -20,6 +21,10 @@ class Account:
     system_id: str
     password: str = field(repr=False)
     allowed_sources: frozenset[str] = frozenset()
+    # the operator's own numbers (keyword short numbers, password and detail senders) that this
+    # account may not use as source_addr: those it does not list in allowed_sources
+    reserved_sources: frozenset[str] = frozenset()
+    allowed_addresses: tuple[Network, ...] = ()
     short_numbers: frozenset[str] = frozenset()
     bind_types: frozenset[str] = ALL_BIND_TYPES
     max_binds: int = 0  # 0: no limit
@@ -31,7 +36,12 @@ class Account:
     ussd_variant: str = "smpp34"  # a name in sms.smpp.ussd_variants.VARIANTS
 
     def source_allowed(self, source_addr: str) -> bool:
+        if source_addr.strip().removeprefix("+") in self.reserved_sources:
+            return False  # a fake password SMS "from 3339" must not reach an inbox
         return not self.allowed_sources or source_addr in self.allowed_sources
+
+    def address_allowed(self, host: str) -> bool:
+        return address_allowed(host, self.allowed_addresses)
 
 
 class AccountBook:

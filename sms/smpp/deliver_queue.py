@@ -4,7 +4,8 @@ Items wait in Redis (`SmppStore`), so a crash or an unbound receiver keeps them.
 per account takes up to a window per bound receiver, sends them at once, acknowledges the batch
 in one round trip and retries failures with a doubling backoff. Under `serve --workers N` the
 account's receiver may be bound to a sibling process: it is woken through Redis pub/sub, with
-its deliverer's poll as the fallback.
+its deliverer's poll as the fallback. The queue is bounded (`sms.smpp.queue_bounds`): an MO
+beyond `mo_queue_max` is refused, an item older than `mo_validity_s` is expired, not sent.
 """
 
 from __future__ import annotations
@@ -15,22 +16,25 @@ import itertools
 import json
 import logging
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import redis.exceptions
 
 from sms.config import SmppConfig
-from sms.ports import Clock, EventLog
+from sms.ports import Clock, EventLog, Metrics
 from sms.smpp.accounts import Account, AccountBook
 from sms.smpp.constants import Status
 from sms.smpp.pdu import Pdu
+from sms.smpp.queue_bounds import CappedQueue, QueueBounds, QueueFull
 from sms.smpp.queue_items import deliver_pdu, mo_item
 from sms.smpp.server import Connection, SmscServer
-from sms.smpp.store import SmppStore
+from sms.smpp.store import Delivery, SmppStore
 
 log = logging.getLogger("ussdsim.smpp")
 
 IDLE_POLL_S = 0.5
+EVENT_IDS_MAX = 100  # message ids an smpp.queue_expired event names (the count is exact)
 
 
 class DeliverQueue:
@@ -44,6 +48,7 @@ class DeliverQueue:
         events: EventLog,
         *,
         shared: bool,
+        metrics: Metrics | None = None,
     ) -> None:
         self._smpp = smpp
         self._accounts = accounts
@@ -51,7 +56,11 @@ class DeliverQueue:
         self._store = store
         self._clock = clock
         self._events = events
+        self._metrics = metrics
         self._shared = shared  # sibling worker processes serve the same accounts
+        self.bounds = QueueBounds(smpp.mo_queue_max, smpp.mo_validity_s)
+        self._capped = CappedQueue(store.redis, self.bounds)
+        self._estimates: dict[str, int] = {}  # queue length as this process last knew it
         self._deliverers: dict[str, asyncio.Task[None]] = {}
         self._kicks: dict[str, asyncio.Event] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -105,8 +114,92 @@ class DeliverQueue:
     async def enqueue_mo(
         self, system_id: str, sender: str, to: str, text: str, now: float, message_id: str
     ) -> None:
-        """A subscriber's SMS to a short number routed to `system_id`: queued until delivered."""
-        await self.enqueue(system_id, mo_item(sender, to, text, now, message_id))
+        """A subscriber's SMS to a short number routed to `system_id`: queued until delivered.
+        Raises `QueueFull` (nothing queued) when the account's queue is at `mo_queue_max`."""
+        queued, expired = await self._capped.push(
+            system_id, mo_item(sender, to, text, now, message_id), now
+        )
+        if expired:
+            await self._expired(system_id, expired, now)
+        if not queued:
+            await self._refused(system_id, now, 1, id=message_id)
+            log.warning(
+                "smpp %s: MO %s refused: %d deliver_sm wait already",
+                system_id,
+                message_id,
+                self.bounds.max_items,
+            )
+            raise QueueFull(system_id, self.bounds.max_items)
+        self.kick(system_id)
+
+    async def within_cap(
+        self, system_id: str, deliveries: list[Delivery], now: float
+    ) -> list[Delivery]:
+        """The batch's deliveries, their receipts removed when the account's queue is at
+        `mo_queue_max`. The queue length is looked up only when this process's own estimate
+        (the last length seen plus the receipts it queued since) reaches the cap, so a batch
+        under it costs no round trip; sibling workers' receipts can take it somewhat over."""
+        wanted = sum(d.receipt_item is not None for d in deliveries)
+        if not wanted:
+            return deliveries
+        estimate = self._estimates.get(system_id)
+        if estimate is None or estimate + wanted > self.bounds.max_items:
+            estimate = await self._store.queued(system_id)
+        if estimate + wanted <= self.bounds.max_items:
+            self._estimates[system_id] = estimate + wanted
+            return deliveries
+        self._estimates[system_id] = estimate
+        await self._refused(system_id, now, wanted, receipts=wanted)
+        return [replace(d, receipt_item=None) if d.receipt_item else d for d in deliveries]
+
+    async def _refused(self, system_id: str, now: float, n: int, **what: object) -> None:
+        """`n` items the full queue did not take: counted, and one smpp.queue_refused event."""
+        self._count(system_id, "queue_full", n)
+        await self._events.emit(
+            "smpp.queue_refused",
+            None,
+            now,
+            account=system_id,
+            reason="queue_full",
+            limit=self.bounds.max_items,
+            **what,
+        )
+
+    async def _drop_expired(self, system_id: str, items: list[str]) -> list[str]:
+        """The items still within their validity; the others are acknowledged unsent."""
+        now = await self._clock.now()
+        live: list[str] = []
+        old: list[str] = []
+        for raw in items:
+            try:
+                expired = self.bounds.expired(json.loads(raw), now)
+            except (ValueError, TypeError, AttributeError):
+                expired = False  # unusable: _send_all drops it with its own log line
+            (old if expired else live).append(raw)
+        if old:
+            await self._store.ack_all(system_id, old)
+            await self._expired(system_id, old, now)
+        return live
+
+    async def _expired(self, system_id: str, items: list[str], now: float) -> None:
+        self._count(system_id, "expired", len(items))
+        ids = []
+        for raw in items[:EVENT_IDS_MAX]:
+            with contextlib.suppress(ValueError, TypeError, AttributeError):
+                ids.append(json.loads(raw).get("id"))
+        log.info(
+            "smpp %s: %d deliver_sm expired unsent (older than %.0f s)",
+            system_id,
+            len(items),
+            self.bounds.validity_s,
+        )
+        await self._events.emit(
+            "smpp.queue_expired", None, now, account=system_id, count=len(items), ids=ids
+        )
+
+    def _count(self, system_id: str, reason: str, n: int = 1) -> None:
+        if self._metrics is not None:
+            self._metrics.smpp_queue_dropped.labels(system_id, reason).inc(n)
 
     async def enqueue(self, system_id: str, item: dict[str, Any]) -> None:
         await self._store.enqueue(system_id, item)
@@ -185,6 +278,9 @@ class DeliverQueue:
             if not items:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(kick.wait(), IDLE_POLL_S)
+                continue
+            items = await self._drop_expired(system_id, items)
+            if not items:
                 continue
             statuses = await self._send_all(receivers, items, turn)
             await self._settle(account, items, statuses)

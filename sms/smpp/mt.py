@@ -1,10 +1,12 @@
-"""The way in from the ESMEs: submit_sm / data_sm to a subscriber, query_sm, cancel_sm.
+"""The way in from the ESMEs: submit_sm / data_sm to a subscriber, query_sm, cancel_sm, replace_sm.
 
 A message lands in the subscriber's inbox (data_coding 0/1/3/6/8, UDH or SAR parts reassembled,
 message_payload accepted); a whole batch is stored with one Redis call, its sms.mt events in the
 same call, before any submit_sm_resp goes out. A receipt asked for is queued in that call too
 (or drawn from a fault persona's mix). query_sm / cancel_sm answer from the message store, for
-the account that submitted the message and the addresses it was submitted with.
+the account that submitted the message and the addresses it was submitted with. A submit_sm
+with a schedule_delivery_time in the future waits in `sms.smpp.scheduled` instead, where
+cancel_sm and replace_sm find it.
 """
 
 from __future__ import annotations
@@ -24,11 +26,13 @@ from sms.config import SmppConfig
 from sms.encoding import plan_sms
 from sms.ports import ActiveFault, Clock, EventLog, Metrics, SubscriberDirectory
 from sms.smpp.accounts import Account
-from sms.smpp.constants import MessageState, Status
+from sms.smpp.constants import RECEIPT_REQUEST_MASK, MessageState, Status
 from sms.smpp.deliver_queue import DeliverQueue
 from sms.smpp.pdu import Pdu, make_pdu
 from sms.smpp.queue_items import receipt_item
 from sms.smpp.receipts import RECEIPT_ERRORS, STATES
+from sms.smpp.schedule import AT_ONCE, DeliveryWindow
+from sms.smpp.scheduled import ScheduledFlow, Waiting, time_window
 from sms.smpp.store import (
     Delivery,
     EventSink,
@@ -43,6 +47,7 @@ from sms.smpp.submit_rules import (
     Refusal,
     check_cancel_addresses,
     check_query_addresses,
+    check_replace_addresses,
     is_ussd,
     message_octets,
     message_text,
@@ -76,6 +81,8 @@ class _Prepared:
     text: str
     receipt: bool
     source_addr: str
+    window: DeliveryWindow = AT_ONCE
+    data_coding: int = 0
 
 
 class _Budget:
@@ -122,6 +129,9 @@ class MtFlow:
         self._known: set[str] = set()
         self._sms_counters: dict[tuple[str, str], tuple[Any, Any]] = {}
         self._mt_tally: dict[str, tuple[int, int]] = {}  # encoding -> (messages, segments)
+        self.scheduled = ScheduledFlow(
+            [a.system_id for a in smpp.accounts], store, events, metrics, queue
+        )
 
     async def handle(
         self, account: Account, requests: list[Pdu], fault: ActiveFault | None
@@ -143,6 +153,9 @@ class MtFlow:
                         responses[i] = await self._ussd(account, pdu, now)
                         continue
                     prepared = await self._prepare(account, pdu, i, now)
+                    if prepared is not None and prepared.window.scheduled(now):
+                        responses[i] = await self._schedule(account, prepared, pdu, now)
+                        continue
                     if prepared is not None:
                         ready.append(prepared)
                         continue
@@ -157,7 +170,7 @@ class MtFlow:
                 elif command == "cancel_sm":
                     responses[i] = await self._cancel(account, pdu, now)
                 elif command == "replace_sm":
-                    raise Refusal(Status.RREPLACEFAIL)  # MT is delivered at once: nothing pending
+                    responses[i] = await self._replace(account, pdu, now)
                 else:
                     raise Refusal(Status.RINVCMDID)
             except Refusal as r:
@@ -195,19 +208,45 @@ class MtFlow:
         self, account: Account, pdu: Pdu, index: int, now: float
     ) -> _Prepared | None:
         sender = sender_of(account, pdu)
+        window = time_window(pdu, now)  # before the recipient may be provisioned
         recipient = await self._recipient(pdu, now)
         octets, is_part = message_octets(pdu)
         if is_part:
             return None
+        data_coding = int(pdu.fields.get("data_coding", 0))
         return _Prepared(
             index=index,
             message_id=self._new_message_id(),
             recipient=recipient,
             sender=sender,
-            text=message_text(octets, int(pdu.fields.get("data_coding", 0))),
+            text=message_text(octets, data_coding),
             receipt=wants_receipt(account, pdu),
             source_addr=str(pdu.fields.get("source_addr", "")),
+            window=window,
+            data_coding=data_coding,
         )
+
+    async def _schedule(self, account: Account, p: _Prepared, pdu: Pdu, now: float) -> Pdu:
+        """A message for later: stored ENROUTE and pending until its schedule_delivery_time."""
+        assert p.window.deliver_at is not None
+        registered = int(pdu.fields.get("registered_delivery", 0)) & RECEIPT_REQUEST_MASK
+        await self.scheduled.schedule(
+            Waiting(
+                id=p.message_id,
+                account=account.system_id,
+                recipient=p.recipient,
+                sender=p.sender,
+                source=p.source_addr,
+                text=p.text,
+                data_coding=p.data_coding,
+                registered_delivery=registered if account.dlr else 0,
+                submitted=now,
+                deliver_at=p.window.deliver_at,
+                expires_at=p.window.expires_at,
+            ),
+            now,
+        )
+        return make_pdu(f"{pdu.command}_resp", pdu.sequence, message_id=p.message_id)
 
     def _delivery(self, account: Account, p: _Prepared, now: float, count: bool = True) -> Delivery:
         encoding, segments = sms_shape(p.text)
@@ -244,6 +283,9 @@ class MtFlow:
         self._flush_mt_counts()
         if fault is not None and fault.persona.receipts is not None:
             deliveries = [self._mixed_receipt(account, d, now, fault) for d in deliveries]
+        # Receipts wait for a receiver in the account's bounded queue: over the cap they are
+        # dropped (and counted), the messages themselves still delivered.
+        deliveries = await self._queue.within_cap(account.system_id, deliveries, now)
         # The sms.mt events go to the event log inside the same Redis call as the messages.
         await self._store.accept(
             deliveries, EventSink(self._events.key, self._events.maxlen, repr(now))
@@ -319,6 +361,7 @@ class MtFlow:
     async def _part(self, account: Account, pdu: Pdu, now: float) -> Pdu:
         """One part of a concatenated MT; the whole text is delivered with the last part."""
         sender = sender_of(account, pdu)
+        time_window(pdu, now)  # checked; a long message is delivered when its last part is in
         recipient = await self._recipient(pdu, now)
         octets, _ = message_octets(pdu)
         concat = concat_info(pdu)
@@ -426,6 +469,14 @@ class MtFlow:
     async def _cancel(self, account: Account, pdu: Pdu, now: float) -> Pdu:
         message_id, record = await self._own_record(account, pdu)
         check_cancel_addresses(pdu, record.source, record.dest, self._region)
+        if (
+            record.state == MessageState.ENROUTE
+            and not record.pending
+            and await self.scheduled.cancel(account.system_id, message_id)
+        ):
+            record.state, record.done = int(MessageState.DELETED), now
+            await self._store.save_record(message_id, record)
+            return Pdu("cancel_sm_resp", pdu.sequence)
         if record.state != MessageState.ENROUTE or not record.pending:
             raise Refusal(Status.RCANCELFAIL)  # already delivered (or gone): too late
         # Cancelling one part drops the whole long message: it can no longer be completed.
@@ -433,6 +484,14 @@ class MtFlow:
         record.state, record.done, record.pending = int(MessageState.DELETED), now, ""
         await self._store.save_record(message_id, record)
         return Pdu("cancel_sm_resp", pdu.sequence)
+
+    async def _replace(self, account: Account, pdu: Pdu, now: float) -> Pdu:
+        """SMPP 3.4 §4.10: a message still pending (scheduled for later) takes the new text,
+        schedule, validity and registered_delivery; anything else is RREPLACEFAIL."""
+        message_id, record = await self._own_record(account, pdu)
+        check_replace_addresses(pdu, record.source)
+        await self.scheduled.replace(account.system_id, message_id, pdu, now, dlr=account.dlr)
+        return Pdu("replace_sm_resp", pdu.sequence)
 
     async def _ussd(self, account: Account, pdu: Pdu, now: float) -> Pdu:
         if self.ussd_handler is None:

@@ -77,7 +77,7 @@ class SmscApplication(Protocol):
 
     async def admit_bind(self, conn: Connection, system_id: str) -> int:
         """ROK, or the status to refuse a bind with before its password is even compared
-        (its address or system_id failed too often lately)."""
+        (an address the account does not allow); may wait first (the failed-bind brake)."""
         ...
 
     async def bind_failed(self, conn: Connection, system_id: str, status: int) -> None:
@@ -174,11 +174,28 @@ class Connection:
         self._writer.write(wire)
         return True
 
-    async def request(self, pdu: Pdu, timeout: float | None = None) -> Pdu:
-        """Send an SMSC request (deliver_sm, enquire_link, unbind) and wait for its response."""
-        return await self.send_request(pdu, timeout)
+    async def request(
+        self,
+        pdu: Pdu,
+        timeout: float | None = None,
+        mangle: Callable[[bytes], bytes] | None = None,
+    ) -> Pdu:
+        """Send an SMSC request (deliver_sm, enquire_link, unbind) and wait for its response;
+        `mangle` changes its octets on the way out (a fault persona's malformed PDUs), the
+        session still expecting the answer to the request it was."""
+        return await self.send_request(pdu, timeout, mangle)
 
-    def send_request(self, pdu: Pdu, timeout: float | None = None) -> Coroutine[Any, Any, Pdu]:
+    def write_unchecked(self, wire: bytes, command: str) -> None:
+        """Octets the session does not vet (a response to nothing, for a fault persona)."""
+        if not self.closed and self._write(wire):
+            self._tally("out", command, 0)
+
+    def send_request(
+        self,
+        pdu: Pdu,
+        timeout: float | None = None,
+        mangle: Callable[[bytes], bytes] | None = None,
+    ) -> Coroutine[Any, Any, Pdu]:
         """Write the request now and return what awaits its response (bounded by the timeout).
 
         The PDU is on the wire when this returns, so requests sent one after another reach the
@@ -188,6 +205,8 @@ class Connection:
             raise ConnectionLost(self.peer)
         pdu.sequence = self.session.next_sequence()
         wire = self.session.send(pdu)  # raises LocalProtocolError when the state forbids it
+        if mangle is not None:
+            wire = mangle(bytes(wire))
         future: asyncio.Future[Pdu] = self._loop.create_future()
         self._waiting[pdu.sequence] = future
         self._tally("out", pdu.command, pdu.status)
@@ -281,8 +300,8 @@ class Connection:
         return self._app.authenticate(self, system_id, password, bind_type)
 
     async def _receive_bind(self, pdu: bytes) -> list[Event]:
-        """A bind passes the failed-bind limits first; one they refuse is answered without its
-        password being compared, and the connection closes."""
+        """A bind passes the application's admission first (address, failed-bind brake); one it
+        refuses is answered without its password being compared, and the connection closes."""
         session = self.session
         claimed = False
         if session.state is BindState.OPEN:
@@ -299,7 +318,7 @@ class Connection:
                 continue
             if forced:
                 log.info(
-                    "smpp %s bind as %r refused unchecked: too many failures",
+                    "smpp %s bind as %r refused unchecked",
                     self.peer,
                     event.system_id,
                 )

@@ -1,23 +1,30 @@
 """The SMSC: the application behind `sms.smpp.server.SmscServer`, composed of one part per flow.
 
 - `sms.smpp.binds`: who may bind (passwords, bind types, max_binds over all workers, brakes);
-- `sms.smpp.mt`: submit_sm / data_sm into the inbox, query_sm, cancel_sm (rules in
-  `sms.smpp.submit_rules`);
+- `sms.smpp.mt`: submit_sm / data_sm into the inbox, query_sm, cancel_sm, replace_sm (rules in
+  `sms.smpp.submit_rules`; scheduled MT in `sms.smpp.scheduled`);
 - `sms.smpp.deliver_queue`: MO SMS, receipts and their retries out as deliver_sm;
 - USSD submit_sm go to `ussd_handler` (`sms.smpp.ussd_bridge` sets it).
 
-This module only wires them and applies the account's fault persona to a batch. Everything it
+This module only wires them, applies the account's fault persona to a batch (its `malformed` PDUs
+built by `sms.smpp.malformed`), and answers a batch the store refused for memory with RSYSERR.
+Everything it
 needs from outside `sms/` comes in through the constructor, typed by `sms.ports`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
+import logging
 import secrets
 import time
 import weakref
+from collections.abc import Iterable
 from typing import Any, Protocol
+
+import redis.exceptions
 
 from sms.config import SmppAccount, SmppConfig
 from sms.ports import (
@@ -30,21 +37,36 @@ from sms.ports import (
     SubscriberDirectory,
 )
 from sms.smpp.accounts import Account, AccountBook
+from sms.smpp.bind_brake import BindBrake, networks
 from sms.smpp.bind_leases import BindLeases
 from sms.smpp.binds import BindGate
 from sms.smpp.constants import Status
 from sms.smpp.deliver_queue import DeliverQueue
+from sms.smpp.malformed import notification, stray_response, truncate, with_command_id
 from sms.smpp.mt import MtFlow, UssdHandler
-from sms.smpp.pdu import Pdu
-from sms.smpp.server import Connection, ServerSettings, SmscServer
+from sms.smpp.pdu import Pdu, make_pdu
+from sms.smpp.server import Connection, ConnectionLost, ServerSettings, SmscServer
+from sms.smpp.session import LocalProtocolError
 from sms.smpp.store import SmppStore
 
+log = logging.getLogger("ussdsim.smpp")
 
-def account_from_config(a: SmppAccount) -> Account:
+
+def store_full(error: redis.exceptions.ResponseError) -> bool:
+    """Whether Redis refused a write for memory (maxmemory with the noeviction policy)."""
+    return str(error).startswith("OOM ")
+
+
+def account_from_config(a: SmppAccount, reserved_sources: Iterable[str] = ()) -> Account:
+    """`reserved_sources`: the operator's own numbers, refused as source_addr unless the account
+    lists them in its allowed_sources."""
     return Account(
         system_id=a.system_id,
         password=a.password,
         allowed_sources=frozenset(a.allowed_sources),
+        reserved_sources=frozenset(reserved_sources)
+        - {s.strip().removeprefix("+") for s in a.allowed_sources},
+        allowed_addresses=networks(a.allowed_addresses),
         short_numbers=frozenset(a.short_numbers),
         bind_types=frozenset(a.bind_types),
         max_binds=a.max_binds,
@@ -72,8 +94,10 @@ class Smsc:
 
     `workers`: the server processes sharing the port and the store (`serve --workers N`);
     `region`: how national numbers are read; `faults` and `abuse`: fault personas and the
-    failed-bind brake, when the server runs them. Two hooks are filled in by the USSD bridge
-    (`sms.smpp.ussd_bridge`), which is built on this object: `ussd_handler` and `companions`.
+    failed-bind counts, when the server runs them; `reserved_sources`: the operator's own
+    numbers, which no account may submit from unless it lists them in allowed_sources. Two hooks
+    are filled in by the USSD bridge (`sms.smpp.ussd_bridge`), which is built on this object:
+    `ussd_handler` and `companions`.
     """
 
     def __init__(
@@ -89,6 +113,7 @@ class Smsc:
         metrics: Metrics,
         faults: FaultBook | None = None,
         abuse: AbuseLimits | None = None,
+        reserved_sources: Iterable[str] = (),
     ) -> None:
         host, port = smpp.host_port
         self.settings = ServerSettings(
@@ -102,11 +127,13 @@ class Smsc:
             bind_timeout_s=smpp.bind_timeout_s,
             max_connections_per_ip=smpp.max_connections_per_ip,
         )
-        self.accounts = AccountBook(account_from_config(a) for a in smpp.accounts)
+        reserved = frozenset(reserved_sources)
+        self.accounts = AccountBook(account_from_config(a, reserved) for a in smpp.accounts)
         self.server = SmscServer(self.settings, self)
         self.store = store
         self._smpp = smpp
         self._metrics = metrics
+        self._clock = clock
         self._prefix = secrets.token_hex(4)
         self._ids = itertools.count(1)
         self._counters: dict[tuple[str, str, int], Any] = {}
@@ -118,7 +145,14 @@ class Smsc:
             weakref.WeakKeyDictionary()
         )
         self.queue = DeliverQueue(
-            smpp, self.accounts, self.server, store, clock, events, shared=self._shared
+            smpp,
+            self.accounts,
+            self.server,
+            store,
+            clock,
+            events,
+            shared=self._shared,
+            metrics=metrics,
         )
         self.mt = MtFlow(
             smpp,
@@ -134,7 +168,14 @@ class Smsc:
         )
         # max_binds is counted in Redis across all workers; a lease per bound connection
         self.binds = BindGate(
-            self.accounts, self.server, BindLeases(store.redis), clock, self._prefix, abuse
+            self.accounts,
+            self.server,
+            BindLeases(store.redis),
+            clock,
+            self._prefix,
+            abuse,
+            BindBrake(smpp.bind_fail_delay_s, smpp.bind_fail_delay_max_s),
+            events,
         )
 
     @property
@@ -148,6 +189,8 @@ class Smsc:
     # --- lifecycle ------------------------------------------------------------------------
     async def start(self) -> tuple[str, int]:
         await self.queue.start()
+        if not self._shared:  # under workers the supervisor did it before spawning them
+            await self.mt.scheduled.recover()
         address = await self.server.start()
         self.binds.start(counts_binds=any(a.max_binds for a in self._smpp.accounts))
         for companion in self.companions:
@@ -165,6 +208,10 @@ class Smsc:
     def shared(self) -> bool:
         """Whether sibling worker processes serve the same accounts."""
         return self._shared
+
+    async def deliver_due(self, now: float) -> int:
+        """Scheduled MT due by `now`: delivered, or expired; for the server's sweeper."""
+        return await self.mt.scheduled.deliver_due(now)
 
     def new_message_id(self) -> str:
         return f"{self._prefix}{next(self._ids):08x}"
@@ -189,6 +236,7 @@ class Smsc:
         account = self.accounts.get(conn.system_id or "")
         if account is None:
             return
+        self.binds.bound(conn)
         conn.session.window = account.window
         conn.session.on_window_full = "wait" if account.on_window_full == "wait" else "throttle"
         if conn.can_receive:
@@ -214,21 +262,35 @@ class Smsc:
         account = self.accounts.get(conn.system_id or "")
         if account is None:  # cannot happen: the session lets only bound clients submit
             return [Pdu(f"{p.command}_resp", p.sequence, Status.RSYSERR) for p in requests]
-        fault = None
-        if self.faults is not None:
-            fault = await self.faults.get(f"smpp:{account.system_id}")
-        if fault is not None:
-            return await self._handle_faulty(conn, account, requests, fault)
-        return list(await self.mt.handle(account, requests, None))
+        try:
+            fault = None
+            if self.faults is not None:
+                fault = await self.faults.get(f"smpp:{account.system_id}")
+            if fault is not None:
+                return await self._handle_faulty(conn, account, requests, fault)
+            return list(await self.mt.handle(account, requests, None))
+        except redis.exceptions.ResponseError as e:
+            if not store_full(e):
+                raise
+            # Redis refuses a script's first write when over maxmemory, so nothing of the
+            # batch was stored; the client may submit again once there is room.
+            log.warning(
+                "smpp %s: the store is full (maxmemory): %d request(s) answered RSYSERR",
+                conn.peer,
+                len(requests),
+            )
+            return [Pdu(f"{p.command}_resp", p.sequence, Status.RSYSERR) for p in requests]
 
     async def _handle_faulty(
         self, conn: Connection, account: Account, requests: list[Pdu], fault: ActiveFault
     ) -> list[Pdu | None]:
         """`handle` under a fault persona: throttled, dropped or refused submits, receipts as
-        the mix says, answers after the latency, an unbind after so many messages."""
+        the mix says, malformed PDUs, answers after the latency, an unbind after so many
+        messages."""
         mono = time.monotonic()
         early: dict[int, Pdu | None] = {}
         passed: list[Pdu] = []
+        misdeeds: list[tuple[int, str]] = []
         for i, pdu in enumerate(requests):
             if pdu.command not in ("submit_sm", "data_sm"):
                 passed.append(pdu)
@@ -239,11 +301,21 @@ class Smsc:
                 early[i] = None
             elif (status := fault.error_status()) is not None:
                 early[i] = Pdu(f"{pdu.command}_resp", pdu.sequence, status)
+            elif (kind := fault.malformed()) == "generic_nack":
+                early[i] = Pdu("generic_nack", pdu.sequence, Status.RSYSERR)
             else:
                 passed.append(pdu)
+                if kind is not None:
+                    misdeeds.append((i, kind))
         answered = iter(await self.mt.handle(account, passed, fault) if passed else [])
         responses = [early[i] if i in early else next(answered) for i in range(len(requests))]
         await asyncio.sleep(fault.latency_s())
+        for i, kind in misdeeds:
+            answer = responses[i]
+            if answer is not None and answer.status == Status.ROK:
+                misdeed = self._misbehave(conn, account, kind, requests[i], answer)
+                # Runs after the worker has written these responses.
+                self.queue.background(asyncio.create_task(misdeed))
         messages = sum(p.command in ("submit_sm", "data_sm") for p in requests)
         if messages:
             seen = self._bind_messages.get(conn, 0)
@@ -253,6 +325,23 @@ class Smsc:
                 # Runs after the worker has written these responses.
                 self.queue.background(asyncio.create_task(conn.unbind()))
         return responses
+
+    async def _misbehave(
+        self, conn: Connection, account: Account, kind: str, submit: Pdu, answer: Pdu
+    ) -> None:
+        """One `malformed` PDU besides the answer to `submit` (see `sms.smpp.malformed`)."""
+        message_id = str(answer.fields.get("message_id", ""))
+        with contextlib.suppress(ConnectionLost, LocalProtocolError, TimeoutError):
+            if kind == "unknown_sequence":
+                conn.write_unchecked(stray_response(submit, message_id), answer.command)
+            elif kind == "unknown_command":
+                await conn.request(make_pdu("enquire_link"), mangle=with_command_id)
+            else:
+                receivers = [conn] if conn.can_receive else self.queue.receivers(account.system_id)
+                if not receivers:
+                    return  # nobody to send a deliver_sm to
+                pdu = notification(submit, message_id, await self._clock.now())
+                await receivers[0].request(pdu, mangle=truncate if kind == "truncated" else None)
 
     # --- MO -------------------------------------------------------------------------------
     def system_id_for_short_number(self, number: str) -> str | None:

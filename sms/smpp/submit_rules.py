@@ -159,3 +159,10 @@ def check_cancel_addresses(pdu: Pdu, stored_source: str, stored_dest: str, regio
     dest = str(pdu.fields.get("destination_addr", ""))
     if dest and normalized(dest, region) != stored_dest:
         raise Refusal(Status.RCANCELFAIL)
+
+
+def check_replace_addresses(pdu: Pdu, stored_source: str) -> None:
+    """SMPP 3.4 §4.10.1: replace_sm's source_addr "must match that supplied in the original
+    message submission"."""
+    if not _same_source(str(pdu.fields.get("source_addr", "")), stored_source):
+        raise Refusal(Status.RREPLACEFAIL)

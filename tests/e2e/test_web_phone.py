@@ -18,6 +18,7 @@ import pytest
 import redis.asyncio as aioredis
 from aiohttp import web
 
+from gateway.config import Config
 from gateway.http.app import build_app
 from gateway.runtime import Runtime
 from ledger.embedded import EmbeddedRedis
@@ -65,7 +66,23 @@ class Server:
 async def server(
     redis_server: EmbeddedRedis, redis_client: aioredis.Redis
 ) -> AsyncIterator[Server]:
-    config = make_config(redis_server.url)
+    async for running in serve(make_config(redis_server.url)):
+        yield running
+
+
+HANDSET = "handset-secret"
+
+
+@pytest.fixture
+async def server_with_handset_token(
+    redis_server: EmbeddedRedis, redis_client: aioredis.Redis
+) -> AsyncIterator[Server]:
+    config = make_config(redis_server.url, {("http", "handset_token"): HANDSET})
+    async for running in serve(config):
+        yield running
+
+
+async def serve(config: Config) -> AsyncIterator[Server]:
     runtime = await Runtime.start(config)
     # A short shutdown: the page's long polls would otherwise hold the teardown for their wait.
     runner = web.AppRunner(build_app(runtime), access_log=None, shutdown_timeout=0.5)
@@ -331,4 +348,35 @@ async def test_operator_panel_starts_with_the_last_20_stored_events(
     await expect(kinds.first).to_have_text(live[-1]["kind"], timeout=WAIT_MS)
     await expect(kinds).to_have_count(20)
     assert await kinds.all_text_contents() == expected
+
+
+async def test_the_phone_asks_once_for_the_handset_token(
+    server_with_handset_token: Server, browser: Browser
+) -> None:
+    from playwright.async_api import expect
+
+    server = server_with_handset_token
+    page, errors = await open_phone(browser, server, viewport={"width": 1280, "height": 860})
+    urls: list[str] = []
+    page.on("request", lambda request: urls.append(request.url))
+    form = page.locator("#handset-form")
+    await expect(form).to_be_hidden()
+    await page.fill("#number-input", "9161234567")
+    await page.click("#number-save")
+    # The inbox poll is refused (401): the page asks for the token.
+    await expect(form).to_be_visible(timeout=WAIT_MS)
+    await page.fill("#handset-input", HANDSET)
+    await page.click("#handset-save")
+    await expect(form).to_be_hidden()
+    await expect(page.locator("#inbox-status")).to_have_text("онлайн", timeout=WAIT_MS)
+    for key in "*100#":
+        await page.click(f'.key[data-key="{key}"]')
+    await page.click("#call-btn")
+    await expect(page.locator("#screen")).to_have_attribute("data-state", "ended")
+    await expect(page.locator("#ussd-text")).to_contain_text("Баланс")
+    # Kept for the browser session: a reload does not ask again.
+    await page.reload()
+    await expect(page.locator("#inbox-status")).to_have_text("онлайн", timeout=WAIT_MS)
+    await expect(form).to_be_hidden()
+    assert not any(HANDSET in url for url in urls), "the handset token must never be in a URL"
     assert errors == []

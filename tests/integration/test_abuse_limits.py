@@ -1,6 +1,7 @@
 """Abuse limits as a client meets them: login attempts per number and per address, password
-issues on every path, failed SMPP binds per address and per system_id — all counted in Redis, so
-two server processes sharing the store share one budget."""
+issues on every path, failed SMPP binds slowing their address down (never locking a right
+password out) — all counted in Redis, so two server processes sharing the store share one
+budget."""
 
 from __future__ import annotations
 
@@ -12,13 +13,16 @@ from typing import Any, cast
 
 import aiohttp
 import pytest
+import smpplib.client
+import smpplib.consts
+import smpplib.exceptions
 
 from ledger.embedded import EmbeddedRedis
 from sms.smpp.codec import Framer, encode
 from sms.smpp.constants import Status
 from sms.smpp.pdu import Pdu, make_pdu
 from tests.integration.conftest import TOKEN, Api, make_config, start_api
-from tests.integration.smpp_support import Smsc
+from tests.integration.smpp_support import ACCOUNTS, Smsc
 from tests.integration.smpp_support import two_smscs as two_running_smscs
 
 A, B, C, D = "+79161110001", "+79161110002", "+79161110003", "+79161110004"
@@ -249,9 +253,9 @@ async def bind_once(smsc: Smsc, source: str, system_id: str, password: str) -> S
         await esme.close()
 
 
-BIND_LIMITS: dict[tuple[str, ...], Any] = {
-    ("smpp", "bind_fail_address_limit"): 3,
-    ("smpp", "bind_fail_system_id_limit"): 5,
+BIND_BRAKE: dict[tuple[str, ...], Any] = {
+    ("smpp", "bind_fail_delay_s"): 0.1,
+    ("smpp", "bind_fail_delay_max_s"): 0.8,
     ("smpp", "bind_fail_window_s"): 300,
 }
 
@@ -260,46 +264,115 @@ BIND_LIMITS: dict[tuple[str, ...], Any] = {
 async def two_smscs(
     redis_server: EmbeddedRedis, redis_client: object
 ) -> AsyncIterator[tuple[Smsc, Smsc]]:
-    async with two_running_smscs(redis_server.url, BIND_LIMITS) as pair:
+    async with two_running_smscs(redis_server.url, BIND_BRAKE) as pair:
         yield pair
 
 
-async def test_failed_binds_lock_out_the_address_not_the_account(
+async def slowed_binds(smsc: Smsc, address: str) -> list[tuple[int, float]]:
+    """(failures, delay) of each bind from `address` the brake held back, oldest first."""
+    return [
+        (e["data"]["failures"], e["data"]["delay_s"])
+        for e in await smsc.api.runtime.events.read(count=10_000)
+        if e["kind"] == "smpp.bind_slowed" and e["data"]["address"] == address
+    ]
+
+
+async def test_failed_binds_slow_their_address_down_with_growing_delays(
     two_smscs: tuple[Smsc, Smsc],
 ) -> None:
     one, two = two_smscs
     guesses = [
-        await bind_once(one, "127.0.0.1", "shop", "guess1"),
-        await bind_once(two, "127.0.0.1", "shop", "guess2"),
-        await bind_once(one, "127.0.0.1", "nobody", "guess3"),
+        await bind_once(one if i % 2 else two, "127.0.0.1", "shop", f"guess{i}") for i in range(4)
     ]
-    assert guesses == [Status.RINVPASWD, Status.RINVPASWD, Status.RINVSYSID]
+    assert guesses == [Status.RINVPASWD] * 4, "each guess is checked, on either process"
+    # The first guess went straight through; each later one waited twice as long as the one
+    # before (the count is in Redis: both processes add to it).
+    assert await slowed_binds(one, "127.0.0.1") == [(1, 0.1), (2, 0.2), (3, 0.4)]
 
-    # The fourth bind from that address is refused whatever it carries, on either process.
-    for smsc in (one, two):
-        esme = await Esme.connect(smsc, "127.0.0.1")
-        resp = await esme.bind("shop", "secret")
-        assert Status(resp.status) is Status.RBINDFAIL
-        assert await esme.closed_by_peer()
-        await esme.close()
+    # The right password from that address waits its turn (0.8 s now) and gets in; from an
+    # address with no failures it binds at once, so it is answered first though sent later.
+    held_back = asyncio.create_task(bind_once(one, "127.0.0.1", "shop", "secret"))
+    while len(await slowed_binds(one, "127.0.0.1")) < 4:
+        await asyncio.sleep(0.01)
+    fresh = asyncio.create_task(bind_once(two, "127.0.0.2", "shop", "secret"))
+    first, _ = await asyncio.wait({held_back, fresh}, return_when=asyncio.FIRST_COMPLETED)
+    assert first == {fresh}
+    assert await fresh is Status.ROK
+    assert await held_back is Status.ROK
+    assert await slowed_binds(one, "127.0.0.2") == []
+    assert (await slowed_binds(one, "127.0.0.1"))[-1] == (4, 0.8)
 
-    assert await bind_once(two, "127.0.0.2", "shop", "secret") is Status.ROK
+    # A good bind clears the pair's count; what stays is the address's share (4 failures over
+    # all system_ids weigh as one), which a good bind does not clear.
+    assert await bind_once(two, "127.0.0.1", "shop", "secret") is Status.ROK
+    assert (await slowed_binds(one, "127.0.0.1"))[-1] == (0, 0.1)
 
-    await one.api.advance(300)
-    assert await bind_once(one, "127.0.0.1", "shop", "secret") is Status.ROK
 
-
-async def test_failed_binds_spread_over_addresses_lock_the_system_id(
+async def test_a_steady_trickle_of_wrong_binds_never_locks_out_the_right_password(
     two_smscs: tuple[Smsc, Smsc],
 ) -> None:
     one, two = two_smscs
-    for i in range(5):
-        smsc = one if i % 2 else two
-        assert await bind_once(smsc, f"127.0.0.{10 + i}", "shop", f"g{i}") is Status.RINVPASWD
-    assert await bind_once(one, "127.0.0.20", "shop", "secret") is Status.RBINDFAIL
-    assert await bind_once(two, "127.0.0.20", "slow", "pw") is Status.ROK, "other accounts bind"
+
+    async def guess_from(address: str) -> list[Status]:
+        return [await bind_once(one, address, "shop", f"g{i}") for i in range(6)]
+
+    # 30 wrong passwords for one system_id from five addresses: never a lockout, only delays.
+    results = await asyncio.gather(*(guess_from(f"127.0.0.{10 + i}") for i in range(5)))
+    assert all(r == [Status.RINVPASWD] * 6 for r in results)
+    assert await slowed_binds(one, "127.0.0.10") == [
+        (1, 0.1),
+        (2, 0.2),
+        (3, 0.4),
+        (4, 0.8),
+        (5, 0.8),
+    ]
+
+    assert await bind_once(two, "127.0.0.20", "shop", "secret") is Status.ROK
+    assert await slowed_binds(one, "127.0.0.20") == [], "a fresh address binds at once"
+    assert await bind_once(two, "127.0.0.10", "shop", "secret") is Status.ROK
+    assert (await slowed_binds(one, "127.0.0.10"))[-1] == (6, 0.8), "after the capped delay"
+
+
+def smpplib_bind(port: int, password: str) -> int:
+    """A third-party client's bind (blocking, 5 s timeout): its bind_transceiver_resp status."""
+    client = smpplib.client.Client("127.0.0.1", port, timeout=5, allow_unknown_opt_params=True)
+    client.connect()
+    try:
+        client.bind_transceiver(system_id="shop", password=password)
+        client.unbind()
+        return int(smpplib.consts.SMPP_ESME_ROK)
+    except smpplib.exceptions.PDUError as e:
+        return int(e.args[1])
+    finally:
+        client.disconnect()
+
+
+async def test_smpplib_with_the_right_password_gets_in_after_failures_from_its_address(
+    two_smscs: tuple[Smsc, Smsc],
+) -> None:
+    one, _ = two_smscs
+    wrong = [await asyncio.to_thread(smpplib_bind, one.port, f"g{i}") for i in range(5)]
+    assert wrong == [smpplib.consts.SMPP_ESME_RINVPASWD] * 5
+    # Held back by the capped delay, answered within the library's own timeout.
+    assert await asyncio.to_thread(smpplib_bind, one.port, "secret") == 0
+    assert (await slowed_binds(one, "127.0.0.1"))[-1] == (5, 0.8)
+
+
+async def test_failures_are_forgotten_after_the_window_on_the_server_clock(
+    two_smscs: tuple[Smsc, Smsc],
+) -> None:
+    one, two = two_smscs
+    for i in range(3):
+        assert await bind_once(one, "127.0.0.1", "shop", f"g{i}") is Status.RINVPASWD
+    assert len(await slowed_binds(one, "127.0.0.1")) == 2
+    await one.api.advance(299)
+    assert await bind_once(two, "127.0.0.1", "shop", "g3") is Status.RINVPASWD
+    assert (await slowed_binds(one, "127.0.0.1"))[-1] == (3, 0.4), "299 s later: still counted"
     await two.api.advance(300)
-    assert await bind_once(one, "127.0.0.20", "shop", "secret") is Status.ROK
+    assert await bind_once(one, "127.0.0.1", "txonly", "bad") is Status.RINVPASWD
+    before = len(await slowed_binds(one, "127.0.0.1"))
+    assert await bind_once(one, "127.0.0.1", "shop", "secret") is Status.ROK
+    assert len(await slowed_binds(one, "127.0.0.1")) == before, "forgotten: bound at once"
 
 
 async def test_refused_binds_for_other_reasons_are_not_failures(
@@ -310,3 +383,39 @@ async def test_refused_binds_for_other_reasons_are_not_failures(
     for _ in range(4):
         assert await bind_once(one, "127.0.0.1", "txonly", "pw") is Status.RBINDFAIL
     assert await bind_once(one, "127.0.0.1", "shop", "secret") is Status.ROK
+    assert await slowed_binds(one, "127.0.0.1") == []
+
+
+FENCED = {"system_id": "fenced", "password": "pw", "allowed_addresses": ["127.0.0.2", "10.0.0.0/8"]}
+
+
+@pytest.fixture
+async def fenced_smsc(redis_server: EmbeddedRedis, redis_client: object) -> AsyncIterator[Smsc]:
+    extra = {**BIND_BRAKE, ("smpp", "accounts"): [*ACCOUNTS, FENCED]}
+    async with two_running_smscs(redis_server.url, extra) as (one, _):
+        yield one
+
+
+async def test_a_bind_from_outside_allowed_addresses_is_refused_unchecked(
+    fenced_smsc: Smsc,
+) -> None:
+    smsc = fenced_smsc
+    for password in ("pw", "wrong"):  # the answer does not tell whether the password was right
+        esme = await Esme.connect(smsc, "127.0.0.1")
+        resp = await esme.bind("fenced", password)
+        assert Status(resp.status) is Status.RBINDFAIL
+        assert await esme.closed_by_peer()
+        await esme.close()
+    refused = [
+        e["data"]
+        for e in await smsc.api.runtime.events.read(count=10_000)
+        if e["kind"] == "smpp.bind_refused"
+    ]
+    assert (
+        refused
+        == [{"account": "fenced", "address": "127.0.0.1", "reason": "address_not_allowed"}] * 2
+    )
+    assert await bind_once(smsc, "127.0.0.2", "fenced", "pw") is Status.ROK
+    # Refusals by address are not guesses: they slow nobody down.
+    assert await bind_once(smsc, "127.0.0.1", "shop", "secret") is Status.ROK
+    assert await slowed_binds(smsc, "127.0.0.1") == []

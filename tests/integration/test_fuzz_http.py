@@ -297,7 +297,17 @@ json_values = st.recursive(
     max_leaves=8,
 )
 persona_keys = st.sampled_from(
-    ["latency_ms", "drop", "release", "error", "throttle", "receipts", "unbind_after", "seed"]
+    [
+        "latency_ms",
+        "drop",
+        "release",
+        "error",
+        "throttle",
+        "receipts",
+        "unbind_after",
+        "malformed",
+        "seed",
+    ]
 )
 
 

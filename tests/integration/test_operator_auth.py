@@ -41,7 +41,8 @@ def operator_operations(spec: dict[str, Any]) -> set[tuple[str, str]]:
         (method.upper(), path)
         for path, ops in spec["paths"].items()
         for method, op in ops.items()
-        if op.get("security")
+        # handset calls list the bearer as optional ([{}, ...]): only a required one counts
+        if op.get("security") and {} not in op["security"]
     }
 
 

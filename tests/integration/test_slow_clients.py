@@ -92,7 +92,7 @@ async def strict_api(
 
 
 async def test_slowloris_headers_are_cut_off_while_others_are_served(strict_api: Api) -> None:
-    request = b"GET /healthz HTTP/1.1\r\nHost: ussdsim\r\nX-Slow: " + b"a" * 200 + b"\r\n\r\n"
+    request = b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nX-Slow: " + b"a" * 200 + b"\r\n\r\n"
     conns = [await open_raw(strict_api) for _ in range(20)]
 
     async def trickle(writer: asyncio.StreamWriter) -> None:
@@ -124,7 +124,7 @@ async def test_trickled_body_gets_408_in_the_error_shape(strict_api: Api) -> Non
     reader, writer = await open_raw(strict_api)
     body = json.dumps({"msisdn": SUB, "code": "*100#"}).encode()
     writer.write(
-        b"POST /v1/ussd HTTP/1.1\r\nHost: ussdsim\r\nContent-Type: application/json\r\n"
+        b"POST /v1/ussd HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
         + f"Content-Length: {len(body)}\r\n\r\n".encode()
         + body[:5]
     )
@@ -172,7 +172,7 @@ async def test_a_body_over_the_limit_gets_413_in_the_error_shape(
 
 async def test_a_malformed_request_line_gets_400_in_the_error_shape(strict_api: Api) -> None:
     reader, writer = await open_raw(strict_api)
-    writer.write(b"GET /healthz HTTP/1.1\r\nHost: ussdsim\r\nX-Bad: \x00\r\n\r\n")
+    writer.write(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nX-Bad: \x00\r\n\r\n")
     status, error = error_of(await closed_by_server(reader))
     assert (status, error["code"]) == (400, "bad_http_request")
     writer.close()
@@ -189,7 +189,7 @@ async def test_connections_beyond_the_per_address_limit_are_closed(strict_api: A
     writer.close()
     # the admitted connections are unaffected
     for r, w in held:
-        w.write(b"GET /healthz HTTP/1.1\r\nHost: ussdsim\r\n\r\n")
+        w.write(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
         head = await r.readuntil(b"\r\n\r\n")
         assert head.startswith(b"HTTP/1.1 200"), head
     # one goes away: room for a newcomer again

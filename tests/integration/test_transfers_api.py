@@ -95,6 +95,36 @@ async def test_refusals_answer_their_status_and_change_nothing(api: Api) -> None
     assert (await balance(api, A), await balance(api, B)) == before
 
 
+async def test_a_declined_id_keeps_its_verdict_after_the_books_change(api: Api) -> None:
+    """A client that takes a 409 as final is right: the same id never applies later."""
+    await put(api, A, balance_kop=3_000)
+    await put(api, B, balance_kop=0)
+    await put(api, C, status="blocked_voluntary")
+    status, first = await post(api, transfer("poor-1"))
+    assert status == 409 and first["error"]["code"] == "insufficient_funds", first
+    status, blocked = await post(api, transfer("blocked-1", to=C))
+    assert status == 409 and blocked["error"]["code"] == "recipient_blocked", blocked
+    status, missing = await post(api, transfer("missing-1", to="+79169999990"))
+    assert status == 404, missing
+    # Everything that refused them is gone now.
+    await put(api, A, balance_kop=100_000)
+    await put(api, C, status="active")
+    await put(api, "+79169999990")
+    for body, answer in (
+        (transfer("poor-1"), (409, first)),
+        (transfer("blocked-1", to=C), (409, blocked)),
+        (transfer("missing-1", to="+79169999990"), (404, missing)),
+    ):
+        assert await post(api, body) == answer
+    assert (await balance(api, A), await balance(api, B)) == (100_000, 0)
+    status, entries = await api.call("GET", f"/v1/subscribers/{A}/journal", operator=True)
+    assert "transfer_out" not in [e["op"] for e in entries["entries"]]
+    # Other arguments under a declined id are still a reuse; a new id goes through.
+    status, body = await post(api, transfer("poor-1", 6_000))
+    assert status == 409 and body["error"]["code"] == "transfer_id_reused"
+    assert (await post(api, transfer("rich-1")))[0] == 201
+
+
 async def test_the_operator_token_is_required(api: Api) -> None:
     status, body = await post(api, transfer("t1"), operator=False)
     assert status == 401 and body["error"]["code"] == "unauthorized"

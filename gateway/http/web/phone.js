@@ -7,6 +7,7 @@
   const NUMBER_KEY = "ussdsim.number";
   const RECENT_KEY = "ussdsim.recent-numbers";
   const TOKEN_KEY = "ussdsim.operator-token";
+  const HANDSET_KEY = "ussdsim.handset-token";
   const INBOX_WAIT_S = 25;
   const MAX_EVENTS = 20;
   const MAX_MESSAGES = 200;
@@ -25,6 +26,7 @@
     composeCount: $("compose-count"), composeSend: $("compose-send"),
     composeResult: $("compose-result"),
     tokenForm: $("token-form"), tokenInput: $("token-input"), tokenForget: $("token-forget"),
+    handsetForm: $("handset-form"), handsetInput: $("handset-input"),
     eventsStatus: $("events-status"), eventsList: $("events-list"), eventsEmpty: $("events-empty"),
     balance: $("balance"), subStatus: $("sub-status"), subTariff: $("sub-tariff"),
     subPoints: $("sub-points"), subLang: $("sub-lang"), subServices: $("sub-services"),
@@ -34,6 +36,7 @@
   const state = {
     number: "",
     token: "",
+    handsetToken: "",
     mode: "idle", // idle | busy | open | ended | error
     sessionId: null,
     unread: 0,
@@ -68,7 +71,10 @@
   async function api(method, path, body, { operator = false, signal } = {}) {
     const headers = { Accept: "application/json" };
     if (body !== undefined) headers["Content-Type"] = "application/json";
-    if (operator) headers.Authorization = `Bearer ${state.token}`;
+    // Handset calls carry the handset token when the server asks for one (the operator token
+    // is accepted there too); operator calls carry the operator token.
+    const bearer = operator ? state.token : state.handsetToken || state.token;
+    if (bearer) headers.Authorization = `Bearer ${bearer}`;
     const resp = await fetch(path, {
       method, headers, signal, cache: "no-store",
       body: body === undefined ? undefined : JSON.stringify(body),
@@ -78,6 +84,7 @@
     if (text) {
       try { data = JSON.parse(text); } catch { data = null; }
     }
+    if (resp.status === 401 && !operator) askHandsetToken();
     if (!resp.ok) throw new ApiFailure(resp.status, data);
     return data;
   }
@@ -579,6 +586,21 @@
     restartOperator();
   }
 
+  // Asked once, when the server first refuses a handset call; kept for the browser session.
+  function askHandsetToken() {
+    if (!el.handsetForm.hidden) return;
+    el.handsetForm.hidden = false;
+    el.handsetInput.focus();
+  }
+
+  function useHandsetToken(token) {
+    state.handsetToken = token;
+    save(sessionStorage, HANDSET_KEY, token);
+    el.handsetInput.value = "";
+    el.handsetForm.hidden = true;
+    restartInbox();
+  }
+
   function useToken(token) {
     state.token = token;
     save(sessionStorage, TOKEN_KEY, token);
@@ -636,11 +658,17 @@
     if (token) useToken(token);
   });
   el.tokenForget.addEventListener("click", () => useToken(""));
+  el.handsetForm.addEventListener("submit", (e) => {
+    e.preventDefault();
+    const token = el.handsetInput.value.trim();
+    if (token) useHandsetToken(token);
+  });
 
   renderRecent();
   tickClock();
   setInterval(tickClock, 15000);
   state.token = load(sessionStorage, TOKEN_KEY);
+  state.handsetToken = load(sessionStorage, HANDSET_KEY);
   if (state.token) el.tokenInput.placeholder = "сохранён на сеанс";
   useNumber(load(localStorage, NUMBER_KEY));
 })();

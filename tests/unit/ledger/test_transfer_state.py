@@ -74,6 +74,8 @@ class TransferMachine(RuleBasedStateMachine):
         self.paid = 0
         self.serial = 0
         self.args: dict[str, tuple[str, str, int]] = {}
+        # The refusal each declined id first answered (a refusal before any step 1).
+        self.declined: dict[str, Outcome] = {}
         self.run(self.client.flushall())
         for number, start, points in zip(NUMBERS, INITIAL, POINTS, strict=True):
             self.run(
@@ -147,6 +149,8 @@ class TransferMachine(RuleBasedStateMachine):
                 Outcome.BLOCKED,
                 Outcome.RECIPIENT_BLOCKED,
             )
+            if self.run(self.money.moves.intent(sender, transfer_id)) is None:
+                self.declined[transfer_id] = result.outcome
         return transfer_id
 
     @rule(transfer_id=ids, same=st.booleans())
@@ -162,6 +166,10 @@ class TransferMachine(RuleBasedStateMachine):
         )
         if not same:
             assert result.outcome is Outcome.CONFLICT
+            return
+        if transfer_id in self.declined:
+            # A declined id keeps its first verdict, whatever the balances are now.
+            assert result.outcome is self.declined[transfer_id], result
             return
         if known is not None:
             settled = self.run(self.money.moves.intent(sender, transfer_id))
