@@ -83,15 +83,6 @@ def make_middleware(guards: RequestGuards) -> Any:
             return _error_response(
                 ApiError(503, "store_unavailable", "the store is not answering; try again shortly")
             )
-<<<<<<< HEAD
-        except ConnectionResetError:
-            # The client went away before its answer (a closed tab, a cancelled poll): normal,
-            # and nobody is left to read an error. 499 is nginx's "client closed request".
-            status = 499
-            log.debug("client went away during %s %s", request.method, route)
-            return web.Response(status=status)
-        except asyncio.CancelledError:
-=======
         except redis.exceptions.ResponseError as e:
             if not out_of_memory(e):
                 return _internal_error(request, route)
@@ -101,8 +92,13 @@ def make_middleware(guards: RequestGuards) -> Any:
             return _error_response(
                 ApiError(507, "store_full", "the store is full: this change was not applied")
             )
-        except (asyncio.CancelledError, ConnectionResetError):
->>>>>>> main
+        except ConnectionResetError:
+            # The client went away before its answer (a closed tab, a cancelled poll): normal,
+            # and nobody is left to read an error. 499 is nginx's "client closed request".
+            status = 499
+            log.debug("client went away during %s %s", request.method, route)
+            return web.Response(status=status)
+        except asyncio.CancelledError:
             raise
         except Exception:
             return _internal_error(request, route)

@@ -13,11 +13,8 @@ from aiohttp import web
 from gateway.harness.faults import FaultBook, FaultError
 from gateway.http import models
 from gateway.http.endpoint import json_response, read_body, read_raw, rt
-<<<<<<< HEAD
-from gateway.runtime import Runtime
-=======
 from gateway.http.guards import load_json
->>>>>>> main
+from gateway.runtime import Runtime
 from ledger.models import iso_utc
 from shared.errors import ApiError, bad_request, not_found
 

@@ -348,6 +348,7 @@ async def test_operator_panel_starts_with_the_last_20_stored_events(
     await expect(kinds.first).to_have_text(live[-1]["kind"], timeout=WAIT_MS)
     await expect(kinds).to_have_count(20)
     assert await kinds.all_text_contents() == expected
+    assert errors == []
 
 
 async def test_the_phone_asks_once_for_the_handset_token(
