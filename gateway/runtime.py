@@ -125,6 +125,8 @@ class Runtime:
     faults: FaultBook | None = None
     abuse: AbuseLimits | None = None  # per-address and failed-bind limits
     blocking_redis: aioredis.Redis | None = None  # for reads that block (SSE)
+    # Set once the server stops taking requests: event streams end, long polls answer.
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @classmethod
@@ -375,6 +377,12 @@ class Runtime:
         if self.detail_notifier is None:
             return 0
         return await self.detail_notifier.deliver_due(await self.clock.now())
+
+    def release_waiters(self) -> None:
+        """The server is stopping: whatever waits for news (an event stream, an inbox long poll)
+        answers with what it has now, while the store is still there to read it from."""
+        self.stopping.set()
+        self.inbox.release_waiters()
 
     async def deliver_due_sms(self) -> int:
         """Deliver (or expire) the scheduled MT due by now: any worker may take any of them."""

@@ -22,6 +22,10 @@ from gateway.runtime import Runtime, StartupError
 log = logging.getLogger("ussdsim")
 
 WORKER_HEADER = "X-Ussdsim-Worker"
+# On SIGINT/SIGTERM the server stops accepting, long polls and event streams answer at once,
+# and the requests in flight get this long to finish before they are cancelled; the store stops
+# after that. A worker of `serve --workers N` is given more (workers.STOP_TIMEOUT_S).
+DRAIN_TIMEOUT_S = 10.0
 
 
 async def serve(
@@ -46,7 +50,13 @@ async def serve(
     app = build_app(runtime)
     if config.workers > 1:
         app.on_response_prepare.append(tag_worker)
-    runner = GatewayRunner(app, config.http, access_log=None, handle_signals=False)
+    runner = GatewayRunner(
+        app,
+        config.http,
+        access_log=None,
+        handle_signals=False,
+        shutdown_timeout=DRAIN_TIMEOUT_S,
+    )
     await runner.setup()
     host, port = config.http.host_port
     site = web.TCPSite(runner, host, port, reuse_address=True, reuse_port=config.workers > 1)

@@ -8,7 +8,25 @@ from typing import Any
 from ledger.models import Subscriber
 from ledger.numbers import InvalidNumber, normalize_msisdn
 from ledger.service import Ledger
-from shared.errors import bad_request, not_found
+from shared.errors import ApiError, bad_request, not_found
+
+# What each refusal of `normalize_msisdn` means, as the end of a sentence naming the field.
+_WHY_NOT_A_NUMBER = {
+    "not_text": "must be a string",
+    "empty": "is empty",
+    "not_digits": "may hold only digits, a leading + and the separators ( ) - . and space",
+    "unparseable": "is not a phone number",
+    "not_a_valid_number": "is not a valid phone number",
+    "foreign_number": "is a number of another country",
+    "not_mobile": "is not a mobile number",
+}
+
+
+def number_refused(field: str, reason: str) -> ApiError:
+    """The one answer to a number that is not one, whichever endpoint and field it came in:
+    `400 invalid_msisdn`, the field, the reason code and a sentence."""
+    why = _WHY_NOT_A_NUMBER.get(reason, "is not a mobile number")
+    return bad_request("invalid_msisdn", f"{field} {why}", field=field, reason=reason)
 
 
 class SubscriberDirectory:
@@ -18,12 +36,15 @@ class SubscriberDirectory:
         self._region = region
 
     def normalize(self, raw: object, field: str = "msisdn") -> str:
+        """E.164 of a number in any accepted form. Every number the API takes (in a path, a
+        body or a query) goes through here, so all of them accept the same forms and refuse the
+        rest with the same error."""
         if not isinstance(raw, str):
-            raise bad_request("invalid_msisdn", f"{field} must be a string")
+            raise number_refused(field, "not_text")
         try:
             return normalize_msisdn(raw, self._region)
         except InvalidNumber as e:
-            raise bad_request("invalid_msisdn", f"{field}: {e}", field=field) from e
+            raise number_refused(field, e.reason) from e
 
     async def require(self, msisdn: str, now: float, actor: str) -> Subscriber:
         return await self.require_read(await self._ledger.get(msisdn), msisdn, now, actor)

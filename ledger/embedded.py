@@ -392,11 +392,14 @@ class EmbeddedRedis:
         fd = os.open(config_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as f:
             f.write(text)
+        # A session of its own: Ctrl-C in a terminal signals the whole foreground group, and the
+        # store must outlive the server's orderly stop, not end before it.
         self._proc = subprocess.Popen(
             [server_binary(), str(config_path)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             preexec_fn=_die_with(os.getpid()),
+            start_new_session=True,
         )
 
     def wait_ready(self, timeout_s: float = 10.0) -> EmbeddedRedis:

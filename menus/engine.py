@@ -7,6 +7,8 @@ can continue a session. The engine never mutates the state it is given.
 Rules (SERVICES.md, "How every menu behaves"):
 - a menu lists its visible options as `N Text`; hidden options answer but are not listed;
 - `0` goes back one screen, `00` to the start screen, `99` to the next page of a long menu;
+- arriving at a screen already on the way back (a "try again" option, a "main menu" one) cuts the
+  way back to what it was there, so `0` never returns to a screen left behind by a loop;
 - a wrong choice or an invalid input re-shows the screen with one error line first, and the third
   wrong answer in a row ends the session with an apology;
 - pre-typed fields (`*111*828*1#`) are consumed one by one as answers to the screens reached, and a
@@ -207,6 +209,8 @@ def _go(menu: Menu, state: SessionState, target: str) -> Step:
     history = state.history
     if isinstance(current, MenuScreen | InputScreen) and state.phase == "answer":
         history = (*history, state.screen)
+    if target in history:
+        history = history[: history.index(target)]
     moved = dataclasses.replace(state, screen=target, history=history, errors=0, page=0)
     return _arrive(menu, moved)
 

@@ -123,6 +123,7 @@ class Inbox:
         self._waiters: dict[str, set[asyncio.Event]] = {}
         self._listener: asyncio.Task[None] | None = None
         self._subscribed = asyncio.Event()
+        self._released = False  # set by `release_waiters`: the process is stopping
 
     async def deliver(self, to: str, sender: str, text: str, now: float) -> Message:
         """Store an SMS for `to` and wake its waiters; raises TextTooLong before touching Redis."""
@@ -157,7 +158,8 @@ class Inbox:
         return [Message._from_stored(r) for r in raw if isinstance(r, str | bytes)]
 
     async def wait(self, msisdn: str, after: int, timeout_s: float) -> Messages:
-        """Messages newer than `after`, waiting up to `timeout_s` for the first; [] if none came."""
+        """Messages newer than `after`, waiting up to `timeout_s` for the first; [] if none came
+        (or none had come when `release_waiters` cut the wait short)."""
         _check_address(msisdn)
         if self._listener is None:
             await self.start()
@@ -172,7 +174,7 @@ class Inbox:
                 woken.clear()
                 messages = await self.list(msisdn, after)
                 remaining = deadline - loop.time()
-                if messages or remaining <= 0:
+                if messages or remaining <= 0 or self._released:
                     return messages
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(woken.wait(), min(remaining, self._recheck_s))
@@ -191,6 +193,15 @@ class Inbox:
         # Bounded: if Redis is unreachable, waiters still get the periodic re-check.
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._subscribed.wait(), 5.0)
+
+    def release_waiters(self) -> None:
+        """Every wait, open or yet to come, answers with what is stored now instead of waiting
+        on: a stopping server gives its long polls their normal answer while the store is still
+        there, rather than holding them until the store has gone."""
+        self._released = True
+        for waiters in self._waiters.values():
+            for event in waiters:
+                event.set()
 
     async def close(self) -> None:
         listener, self._listener = self._listener, None

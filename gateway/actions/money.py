@@ -136,6 +136,7 @@ class MoneyActions:
         return {
             "set_language": self.set_language,
             "change_password": self.change_password,
+            "transfer_recipient": self.transfer_recipient,
             "transfer_quote": self.transfer_quote,
             "transfer": self.transfer,
             "payment_history": self.payment_history,
@@ -191,16 +192,9 @@ class MoneyActions:
             },
         )
 
-    async def transfer_quote(self, ctx: ActionContext, args: Mapping[str, Any]) -> Result:
-        """What a transfer would cost, before the subscriber confirms it; nothing is written."""
-        parsed = _transfer_args(ctx, args)
-        if isinstance(parsed, Result):
-            return parsed
-        recipient, amount = parsed
-        refusal = self._amount_refusal(amount)
-        if refusal is not None:
-            return refusal
-        sender = await self._ledger.get(ctx.msisdn)
+    async def _parties_refusal(self, sender_msisdn: str, recipient: str) -> Result | None:
+        """Why money cannot go from the sender to this recipient now, if it cannot."""
+        sender = await self._ledger.get(sender_msisdn)
         if sender is None:
             return Result(Outcome.UNKNOWN_SUBSCRIBER, {"party": "sender"})
         if sender.status != "active":
@@ -210,6 +204,28 @@ class MoneyActions:
             return Result(Outcome.UNKNOWN_SUBSCRIBER, {"party": "recipient"})
         if target.status != "active":
             return Result(Outcome.RECIPIENT_BLOCKED)
+        return None
+
+    async def transfer_recipient(self, ctx: ActionContext, args: Mapping[str, Any]) -> Result:
+        """Whether money can go to this recipient at all, asked as soon as the number is typed:
+        an unknown, blocked or own number is refused before the amount is asked."""
+        recipient = _phone(args.get("recipient"))
+        if recipient is None:
+            return _bad("recipient")
+        if recipient == ctx.msisdn:
+            return Result(Outcome.NOT_ALLOWED, {"field": "recipient", "reason": "self_transfer"})
+        return await self._parties_refusal(ctx.msisdn, recipient) or Result(Outcome.OK)
+
+    async def transfer_quote(self, ctx: ActionContext, args: Mapping[str, Any]) -> Result:
+        """What a transfer would cost, before the subscriber confirms it; nothing is written.
+        The parties are checked again: either may have changed since the number was typed."""
+        parsed = _transfer_args(ctx, args)
+        if isinstance(parsed, Result):
+            return parsed
+        recipient, amount = parsed
+        refusal = self._amount_refusal(amount) or await self._parties_refusal(ctx.msisdn, recipient)
+        if refusal is not None:
+            return refusal
         fee = transfer_fee(amount, self._money.settings)
         return Result(Outcome.OK, {"fee_kop": fee, "total_kop": amount + fee})
 

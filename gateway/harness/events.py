@@ -8,7 +8,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -106,16 +106,43 @@ class EventLog:
         self, after: str = "0", count: int = 100, block_ms: int | None = None
     ) -> list[dict[str, Any]]:
         reply: Any = await self._reader.xread({EVENTS_KEY: after}, count=count, block=block_ms)
-        events: list[dict[str, Any]] = []
-        for _stream, entries in reply or []:
-            for event_id, fields in entries:
-                events.append(
-                    {
-                        "id": event_id,
-                        "kind": fields["kind"],
-                        "msisdn": fields["msisdn"] or None,
-                        "at": float(fields["at"]),
-                        "data": json.loads(fields["data"]),
-                    }
-                )
-        return events
+        return [
+            _decode(event_id, fields)
+            for _stream, entries in reply or []
+            for event_id, fields in entries
+        ]
+
+    async def newest(
+        self, count: int, wanted: Callable[[dict[str, Any]], bool] = lambda event: True
+    ) -> list[dict[str, Any]]:
+        """The newest `count` events that `wanted` keeps, oldest first: the stream is read
+        backwards a chunk at a time until they are found or its start is reached."""
+        found: list[dict[str, Any]] = []
+        before = "+"
+        while len(found) < count:
+            chunk: Any = await self._reader.xrevrange(EVENTS_KEY, before, "-", count=_NEWEST_CHUNK)
+            for event_id, fields in chunk:
+                event = _decode(event_id, fields)
+                if wanted(event):
+                    found.append(event)
+                    if len(found) == count:
+                        break
+            if len(chunk) < _NEWEST_CHUNK:
+                break
+            before = f"({chunk[-1][0]}"  # exclusive: Redis >= 6.2
+        found.reverse()
+        return found
+
+
+# How many entries one backwards read of `newest` takes.
+_NEWEST_CHUNK = 1000
+
+
+def _decode(event_id: str, fields: dict[str, str]) -> dict[str, Any]:
+    return {
+        "id": event_id,
+        "kind": fields["kind"],
+        "msisdn": fields["msisdn"] or None,
+        "at": float(fields["at"]),
+        "data": json.loads(fields["data"]),
+    }

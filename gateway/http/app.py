@@ -92,7 +92,13 @@ def make_middleware(guards: RequestGuards) -> Any:
             return _error_response(
                 ApiError(507, "store_full", "the store is full: this change was not applied")
             )
-        except (asyncio.CancelledError, ConnectionResetError):
+        except ConnectionResetError:
+            # The client went away before its answer (a closed tab, a cancelled poll): normal,
+            # and nobody is left to read an error. 499 is nginx's "client closed request".
+            status = 499
+            log.debug("client went away during %s %s", request.method, route)
+            return web.Response(status=status)
+        except asyncio.CancelledError:
             raise
         except Exception:
             return _internal_error(request, route)
@@ -123,6 +129,13 @@ def _known_query_only(e: Endpoint) -> Handler:
     return handler
 
 
+async def _release_waiters(app: web.Application) -> None:
+    # aiohttp runs this once the listening sockets are closed and before it waits for the
+    # requests in flight: long polls answer and event streams end now, so that wait is only
+    # for real work, and all of it ends while the store is still up.
+    app[RUNTIME].release_waiters()
+
+
 def build_app(runtime: Runtime) -> web.Application:
     app = web.Application(
         middlewares=[
@@ -131,6 +144,7 @@ def build_app(runtime: Runtime) -> web.Application:
         client_max_size=runtime.config.http.max_body_bytes,
     )
     app[RUNTIME] = runtime
+    app.on_shutdown.append(_release_waiters)
     for e in ENDPOINTS:
         app.router.add_route(e.method, e.path, _known_query_only(e))
     phone_pages.add_routes(app)

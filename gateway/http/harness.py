@@ -3,8 +3,10 @@ personas, liveness and metrics."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
+from typing import Any
 
 from aiohttp import web
 
@@ -12,6 +14,7 @@ from gateway.harness.faults import FaultBook, FaultError
 from gateway.http import models
 from gateway.http.endpoint import json_response, read_body, read_raw, rt
 from gateway.http.guards import load_json
+from gateway.runtime import Runtime
 from ledger.models import iso_utc
 from shared.errors import ApiError, bad_request, not_found
 
@@ -46,9 +49,14 @@ def _is_stream_id(value: str) -> bool:
 
 
 EVENTS_PAGE = 200
+KEEPALIVE_MS = 15000
 
 
 async def events(request: web.Request) -> web.StreamResponse:
+    """Server-Sent Events. `once=1` sends what is stored and closes: everything after `after`
+    (or Last-Event-ID), or without one the newest page (`EVENTS_PAGE` events that pass the
+    filters). Otherwise the stream stays open with what comes next until the client leaves (the
+    middleware counts that as 499) or the server stops."""
     runtime = rt(request)
     want_msisdn = request.query.get("msisdn")
     if want_msisdn:
@@ -58,30 +66,74 @@ async def events(request: web.Request) -> web.StreamResponse:
     if after != "$" and not _is_stream_id(after):
         raise bad_request("invalid_query", "Last-Event-ID must be a stream id like 1700000000-0")
     once = request.query.get("once") == "1"
+
+    def wanted(event: dict[str, Any]) -> bool:
+        if want_msisdn and event["msisdn"] != want_msisdn:
+            return False
+        return not kinds or any(event["kind"].startswith(k) for k in kinds)
+
     response = web.StreamResponse(
         headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
     )
+    if once and after == "$":
+        newest = await runtime.events.newest(EVENTS_PAGE, wanted)
+        await response.prepare(request)
+        for event in newest:
+            await _send_event(response, event)
+        return response
     last = await runtime.events.last_id() if after == "$" else after
     await response.prepare(request)
     while True:
-        batch = await runtime.events.read(
-            after=last, count=EVENTS_PAGE, block_ms=None if once else 15000
-        )
+        if once:
+            batch = await runtime.events.read(after=last, count=EVENTS_PAGE)
+        else:
+            found = await _next_or_stop(runtime, last)
+            if found is None:
+                break  # the server is stopping: the stream ends cleanly
+            batch = found
         for event in batch:
             last = event["id"]
-            if want_msisdn and event["msisdn"] != want_msisdn:
-                continue
-            if kinds and not any(event["kind"].startswith(k) for k in kinds):
-                continue
-            payload = json.dumps(event, ensure_ascii=False)
-            await response.write(
-                f"id: {last}\nevent: {event['kind']}\ndata: {payload}\n\n".encode()
-            )
+            if wanted(event):
+                await _send_event(response, event)
         if once and len(batch) < EVENTS_PAGE:  # a full page may have more behind it
             break
         if not batch:
             await response.write(b": keepalive\n\n")
     return response
+
+
+async def _send_event(response: web.StreamResponse, event: dict[str, Any]) -> None:
+    payload = json.dumps(event, ensure_ascii=False)
+    await response.write(f"id: {event['id']}\nevent: {event['kind']}\ndata: {payload}\n\n".encode())
+
+
+async def _next_or_stop(runtime: Runtime, after: str) -> list[dict[str, Any]] | None:
+    """The next events after `after` (empty after `KEEPALIVE_MS` without any), or None once
+    the server is stopping."""
+    if runtime.stopping.is_set():
+        return None
+    read = asyncio.ensure_future(
+        runtime.events.read(after=after, count=EVENTS_PAGE, block_ms=KEEPALIVE_MS)
+    )
+    # Whatever becomes of a read given up on (its connection closing under it as the server
+    # stops), it is no "exception never retrieved" in the log.
+    read.add_done_callback(_outcome_seen)
+    stop = asyncio.ensure_future(runtime.stopping.wait())
+    try:
+        await asyncio.wait({read, stop}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stop.cancel()
+        if not read.done():
+            read.cancel()  # a cancelled blocking read drops its connection (redis-py)
+            await asyncio.wait({read})
+    if runtime.stopping.is_set() or read.cancelled():
+        return None  # the client resumes after the last event it got (Last-Event-ID)
+    return read.result()
+
+
+def _outcome_seen(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled():
+        task.exception()
 
 
 def _faults(request: web.Request) -> FaultBook:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
@@ -11,13 +11,17 @@ from ledger.models import SERVICES, STATUSES
 ServiceId = Literal[SERVICES]  # type: ignore[valid-type]
 Status = Literal[STATUSES]  # type: ignore[valid-type]
 
+# A subscriber's number in any accepted form. The handler normalizes it with
+# `SubscriberDirectory.normalize`, the one function every number of the API goes through.
+Msisdn = Annotated[StrictStr, Field(max_length=32, examples=["9161234567"])]
+
 
 class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class DialRequest(_Body):
-    msisdn: StrictStr = Field(max_length=32, examples=["9161234567"])
+    msisdn: Msisdn
     code: StrictStr = Field(max_length=1024, examples=["*111*25#"])
 
 
@@ -38,7 +42,7 @@ class SmppTlv(_Body):
 
 class SmsRequest(_Body):
     model_config = ConfigDict(extra="forbid", strict=True, populate_by_name=True)
-    sender: StrictStr = Field(alias="from", max_length=32, examples=["9161234567"])
+    sender: Msisdn = Field(alias="from")
     to: StrictStr = Field(max_length=32, examples=["3339"])
     text: StrictStr = Field(max_length=100_000, examples=["Пароль"])
     # for a short number routed to an SMPP account only

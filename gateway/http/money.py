@@ -46,7 +46,9 @@ async def payment(call: Call[models.PaymentRequest]) -> web.Response:
 @handles(transfers.TransferRequest)
 async def transfer(call: Call[transfers.TransferRequest]) -> web.Response:
     runtime = call.runtime
-    status, answer = await transfers.make_transfer(runtime.ledger, call.body, await call.now())
+    status, answer = await transfers.make_transfer(
+        runtime.ledger, runtime.directory, call.body, await call.now()
+    )
     runtime.metrics.ledger_ops.labels("transfer", "ok" if status < 300 else "refused").inc()
     return json_response(answer, status=status)
 

@@ -254,7 +254,12 @@ ENDPOINTS: list[Endpoint] = [
             ("msisdn", "string", "only this number"),
             ("kind", "string", "comma-separated kind prefixes, e.g. ussd,sms"),
             ("after", "string", "resume after this event id (or Last-Event-ID)"),
-            ("once", "string", "1: send what is stored and close"),
+            (
+                "once",
+                "string",
+                "1: send what is stored and close: the events after `after` (or Last-Event-ID),"
+                " or without one the newest 200 that pass the filters, oldest first",
+            ),
         ),
     ),
     Endpoint(

@@ -12,8 +12,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
+from gateway.http.models import Msisdn
+from gateway.subscribers import SubscriberDirectory
 from ledger.common import MAX_AMOUNT, LedgerValueError
-from ledger.numbers import is_e164
 from ledger.outcomes import Outcome, Result
 from ledger.service import Ledger
 from shared.errors import ApiError, bad_request, not_found
@@ -32,8 +33,8 @@ class TransferRequest(BaseModel):
     transfer_id: StrictStr = Field(
         min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:\-]+$", examples=["order-1842"]
     )
-    sender: StrictStr = Field(alias="from", examples=["+79161234567"])
-    recipient: StrictStr = Field(alias="to", examples=["+79167654321"])
+    sender: Msisdn = Field(alias="from")
+    recipient: Msisdn = Field(alias="to", examples=["9167654321"])
     amount_kop: StrictInt = Field(ge=1, le=MAX_AMOUNT, examples=[15000])
 
 
@@ -75,11 +76,16 @@ def transfer_answer(body: TransferRequest, result: Result) -> tuple[int, dict[st
 
 
 async def make_transfer(
-    ledger: Ledger, body: TransferRequest, now: float
+    ledger: Ledger, directory: SubscriberDirectory, body: TransferRequest, now: float
 ) -> tuple[int, dict[str, Any]]:
-    for field, number in (("from", body.sender), ("to", body.recipient)):
-        if not is_e164(number):
-            raise bad_request("invalid_field", f"{field}: not an E.164 number", field=field)
+    # Normalized before anything else: the answer names E.164, and a retry that writes the
+    # same number in another form is the same transfer.
+    body = body.model_copy(
+        update={
+            "sender": directory.normalize(body.sender, field="from"),
+            "recipient": directory.normalize(body.recipient, field="to"),
+        }
+    )
     try:
         result = await ledger.money.transfer(
             body.sender, body.recipient, body.amount_kop, now, "admin", body.transfer_id

@@ -40,6 +40,11 @@ MONEY_ACTIONS: tuple[ActionSpec, ...] = (
     ),
     # -- transfers -------------------------------------------------------------------------------
     ActionSpec(
+        "transfer_recipient",
+        args={"recipient": "phone"},
+        outcomes=frozenset({"ok"}) | _TRANSFER_REFUSALS,
+    ),
+    ActionSpec(
         "transfer_quote",
         args={"recipient": "phone", "amount_kop": "money"},
         outcomes=frozenset({"ok"}) | _TRANSFER_REFUSALS,

@@ -4,6 +4,7 @@ screenshot of the run in artifacts/."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import struct
@@ -299,6 +300,54 @@ async def test_menu_dialog_by_keyboard_reply_and_cancel(server: Server, browser:
     assert (await released.value).status == 204
     await expect(page.locator("#screen")).to_have_attribute("data-state", "idle")
     await expect(page.locator("#idle-view")).to_be_visible()
+    assert errors == []
+
+
+def sse_events(text: str) -> list[dict[str, Any]]:
+    return [json.loads(line[6:]) for line in text.splitlines() if line.startswith("data: ")]
+
+
+async def test_operator_panel_starts_with_the_last_20_stored_events(
+    server: Server, browser: Browser
+) -> None:
+    from playwright.async_api import expect
+
+    async def dial(code: str) -> None:
+        body = {"msisdn": NUMBER, "code": code}
+        async with server.http.post(server.url + "/v1/ussd", json=body) as resp:
+            assert resp.status == 200, await resp.text()
+
+    async def stored() -> list[dict[str, Any]]:
+        headers = {"Authorization": f"Bearer {TOKEN}"}
+        path = f"/v1/events?once=1&after=0&msisdn=%2B{NUMBER[1:]}"
+        async with server.http.get(server.url + path, headers=headers) as resp:
+            return sse_events(await resp.text())
+
+    # More history than the panel holds, all of it before the page opens.
+    for _ in range(15):
+        await dial("*100#")
+    history = await stored()
+    assert len(history) > 20
+
+    page, errors = await open_phone(browser, server, viewport={"width": 1280, "height": 860})
+    await choose_number(page, "9161234567")
+    await page.fill("#token-input", TOKEN)
+    await page.click("#token-save")
+    await expect(page.locator("#events-status")).to_have_text("live", timeout=WAIT_MS)
+    kinds = page.locator("#events-list .event-kind")
+    await expect(kinds).to_have_count(20)
+    await expect(page.locator("#events-empty")).to_be_hidden()
+    newest_first = [event["kind"] for event in reversed(history[-20:])]
+    assert await kinds.all_text_contents() == newest_first
+
+    # Then live ones on top, after the stored ones and without repeating them.
+    await dial("*111#")
+    live = (await stored())[len(history) :]
+    assert live
+    expected = [event["kind"] for event in reversed((history + live)[-20:])]
+    await expect(kinds.first).to_have_text(live[-1]["kind"], timeout=WAIT_MS)
+    await expect(kinds).to_have_count(20)
+    assert await kinds.all_text_contents() == expected
     assert errors == []
 
 

@@ -129,6 +129,28 @@ async def test_event_stream_resumes_after_last_event_id(api: Api) -> None:
     assert all(d["msisdn"] == NUMBER for d in data)
 
 
+async def test_once_without_after_sends_the_newest_stored_page(api: Api) -> None:
+    other = "+79160000002"
+    await api.dial(other, "*100#")
+    for _ in range(110):  # over 200 events of NUMBER: more than one page
+        await api.dial(NUMBER, "*100#")
+    await api.dial(other, "*100#")
+    _, everything = await api.call(
+        "GET", f"/v1/events?once=1&after=0&msisdn={NUMBER}", operator=True
+    )
+    all_ids = re.findall(r"^id: (\S+)$", everything, re.M)
+    assert len(all_ids) > 200
+
+    _, newest = await api.call("GET", f"/v1/events?once=1&msisdn={NUMBER}", operator=True)
+    assert re.findall(r"^id: (\S+)$", newest, re.M) == all_ids[-200:], "the newest page, in order"
+
+    # A number with few events among many: all of its own, however far back.
+    _, few = await api.call("GET", "/v1/events?once=1&msisdn=9160000002", operator=True)
+    data = [json.loads(line[6:]) for line in few.splitlines() if line.startswith("data: ")]
+    assert data and {d["msisdn"] for d in data} == {other}
+    assert [d["kind"] for d in data].count("ussd.dial") == 2
+
+
 async def test_health_metrics_and_openapi(api: Api) -> None:
     status, body = await api.call("GET", "/healthz")
     assert status == 200 and body["status"] == "ok"

@@ -466,37 +466,63 @@
 
   // EventSource cannot send an Authorization header, so the stream is read with fetch: the token
   // travels in a header, never in a URL.
+  async function readSse(resp, each) {
+    const reader = resp.body.pipeThrough(new TextDecoderStream()).getReader();
+    let buffer = "";
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) return;
+      buffer += value;
+      let cut;
+      while ((cut = buffer.search(/\r?\n\r?\n/)) >= 0) {
+        const block = buffer.slice(0, cut);
+        buffer = buffer.slice(cut).replace(/^\r?\n\r?\n/, "");
+        const ev = parseSse(block);
+        if (ev) each(ev);
+      }
+    }
+  }
+
+  // What the store already holds for the number (the newest page, `once=1`): the panel starts
+  // with the last MAX_EVENTS of them, and the live stream resumes after the newest.
+  async function storedEvents(number, signal) {
+    const headers = { Authorization: `Bearer ${state.token}`, Accept: "text/event-stream" };
+    const resp = await fetch(`/v1/events?once=1&msisdn=${enc(number)}`, { headers, signal, cache: "no-store" });
+    if (!resp.ok || !resp.body) return { status: resp.status, events: [] };
+    const events = [];
+    await readSse(resp, (ev) => events.push(ev));
+    return { status: resp.status, events };
+  }
+
+  function tokenRefused() {
+    setPill(el.eventsStatus, "неверный токен", "bad");
+    clearFacts("Токен не подошёл.");
+    el.subMessage.className = "result bad";
+  }
+
   async function streamEvents(number, signal) {
     let lastId = null;
     let failures = 0;
+    try {
+      const stored = await storedEvents(number, signal);
+      if (stored.status === 401) return tokenRefused();
+      state.events = stored.events.slice(-MAX_EVENTS).reverse();
+      if (stored.events.length) lastId = stored.events[stored.events.length - 1].id;
+      renderEvents();
+    } catch {
+      if (signal.aborted) return;
+      // the live stream below still runs; the stored events are only missing from the panel
+    }
     while (!signal.aborted) {
       try {
         const headers = { Authorization: `Bearer ${state.token}`, Accept: "text/event-stream" };
         if (lastId) headers["Last-Event-ID"] = lastId;
         const resp = await fetch(`/v1/events?msisdn=${enc(number)}`, { headers, signal, cache: "no-store" });
-        if (resp.status === 401) {
-          setPill(el.eventsStatus, "неверный токен", "bad");
-          clearFacts("Токен не подошёл.");
-          el.subMessage.className = "result bad";
-          return;
-        }
+        if (resp.status === 401) return tokenRefused();
         if (!resp.ok || !resp.body) throw new Error(`HTTP ${resp.status}`);
         setPill(el.eventsStatus, "live", "live");
         failures = 0;
-        const reader = resp.body.pipeThrough(new TextDecoderStream()).getReader();
-        let buffer = "";
-        for (;;) {
-          const { value, done } = await reader.read();
-          if (done) break;
-          buffer += value;
-          let cut;
-          while ((cut = buffer.search(/\r?\n\r?\n/)) >= 0) {
-            const block = buffer.slice(0, cut);
-            buffer = buffer.slice(cut).replace(/^\r?\n\r?\n/, "");
-            const ev = parseSse(block);
-            if (ev) { lastId = ev.id || lastId; onEvent(ev); }
-          }
-        }
+        await readSse(resp, (ev) => { lastId = ev.id || lastId; onEvent(ev); });
       } catch {
         if (signal.aborted) return;
       }

@@ -88,6 +88,23 @@ def test_back_goes_one_screen_and_home_goes_to_start() -> None:
     assert screen(walk(SELFCARE, "0")).state.screen == "root"  # nothing to go back to
 
 
+def test_a_loop_back_to_an_earlier_screen_cuts_the_way_back() -> None:
+    """Payments -> transfer -> an unknown recipient -> "1 Другой номер": the number prompt again,
+    and 0 from there (or from the amount after it) never returns to the refusal."""
+    menu = DEFAULT.get("selfcare")
+    check = request(walk(menu, "2", "1", "9169999999"))
+    assert check.name == "transfer_recipient" and check.args == {"recipient": "+79169999999"}
+    refused = screen(resume(menu, check.state, "unknown_subscriber"))
+    assert refused.text.startswith("Номер 9169999999 не обслуживается")
+    again = screen(answer(menu, refused.state, "1"))
+    assert again.state.screen == "xfer_recipient"
+    assert again.state.history == ("root", "payments")
+    ok = request(answer(menu, again.state, "9161110002"))
+    amount = screen(resume(menu, ok.state, "ok"))
+    assert amount.state.history == ("root", "payments", "xfer_recipient")
+    assert screen(answer(menu, amount.state, "0")).state.screen == "xfer_recipient"
+
+
 def test_long_menu_pages_with_99() -> None:
     first = screen(walk(SHOP, **MSISDN))
     assert first.text.splitlines()[0] == "Магазин 9161234567"
