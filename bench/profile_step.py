@@ -50,6 +50,7 @@ from gateway.config import load_config
 from gateway.http.app import build_app
 from gateway.http.limits import GatewayRunner
 from gateway.runtime import Runtime
+from gateway.server import settle_collector
 from ledger import multiplexed
 from ledger.embedded import EmbeddedRedis, free_port
 
@@ -280,6 +281,7 @@ async def in_process_server(store: EmbeddedRedis) -> AsyncIterator[tuple[str, Ru
     runner = GatewayRunner(build_app(runtime), config.http, access_log=None, handle_signals=False)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port).start()
+    settle_collector()  # as `serve` does once listening
     try:
         yield f"http://127.0.0.1:{port}", runtime
     finally:

@@ -17,8 +17,9 @@ EVENTS_KEY = "events"
 EVENTS_MAXLEN = 100_000
 
 
-# Events emitted inside `EventLog.batch()` wait here and go to Redis in one round trip.
-_pending: contextvars.ContextVar[list[dict[Any, Any]] | None] = contextvars.ContextVar(
+# Events emitted inside `EventLog.batch()` wait here, each as its XADD's arguments, and go to
+# Redis in one round trip.
+_pending: contextvars.ContextVar[list[tuple[Any, ...]] | None] = contextvars.ContextVar(
     "ussdsim_pending_events", default=None
 )
 
@@ -38,19 +39,26 @@ class EventLog:
         self.maxlen = maxlen
         # Blocking reads wait longer than the main client's socket timeout: their own client.
         self._reader = reader or redis
+        # XADD's words up to the fields, spelled as redis-py's `xadd` spells them.
+        self._xadd_head = ("XADD", EVENTS_KEY, "MAXLEN", "~", str(maxlen), "*")
 
     async def emit(self, kind: str, msisdn: str | None, at: float, **data: Any) -> None:
-        fields: dict[Any, Any] = {
-            "kind": kind,
-            "msisdn": msisdn or "",
-            "at": repr(at),
-            "data": json.dumps(data, ensure_ascii=False, separators=(",", ":")),
-        }
+        xadd = (
+            *self._xadd_head,
+            "kind",
+            kind,
+            "msisdn",
+            msisdn or "",
+            "at",
+            repr(at),
+            "data",
+            json.dumps(data, ensure_ascii=False, separators=(",", ":")),
+        )
         pending = _pending.get()
         if pending is not None:
-            pending.append(fields)
+            pending.append(xadd)
             return
-        await self._redis.xadd(EVENTS_KEY, fields, maxlen=self._maxlen, approximate=True)
+        await self._redis.execute_command(*xadd)  # type: ignore[no-untyped-call]
 
     @contextlib.asynccontextmanager
     async def batch(self) -> AsyncIterator[None]:
@@ -61,7 +69,7 @@ class EventLog:
         if _pending.get() is not None:  # already batching further up
             yield
             return
-        pending: list[dict[Any, Any]] = []
+        pending: list[tuple[Any, ...]] = []
         token = _pending.set(pending)
         try:
             yield
@@ -69,8 +77,8 @@ class EventLog:
             _pending.reset(token)
             if pending:
                 async with self._redis.pipeline(transaction=False) as pipe:
-                    for fields in pending:
-                        pipe.xadd(EVENTS_KEY, fields, maxlen=self._maxlen, approximate=True)
+                    for xadd in pending:
+                        pipe.execute_command(*xadd)
                     await pipe.execute()
 
     def queue_pending(self, pipe: Any) -> int:
@@ -80,8 +88,8 @@ class EventLog:
         pending = _pending.get()
         if not pending:
             return 0
-        for fields in pending:
-            pipe.xadd(EVENTS_KEY, fields, maxlen=self._maxlen, approximate=True)
+        for xadd in pending:
+            pipe.execute_command(*xadd)
         count = len(pending)
         pending.clear()
         return count
