@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import secrets
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -29,7 +29,7 @@ import redis.asyncio as aioredis
 
 from gateway.harness.events import EventLog
 from ledger.common import OOM_PROBE_LUA
-from ledger.store_client import queue_script, script_reply
+from ledger.store_client import check_replies, queue_script, script_reply
 
 DEADLINES_KEY = "ussd:deadlines"
 LEASE_S = 30.0
@@ -154,13 +154,6 @@ def _decode(fields: list[str]) -> UssdSession:
     )
 
 
-def _check(replies: Sequence[Any], skip: int) -> None:
-    """Raise the first error among pipeline replies other than the script's at `skip`."""
-    for i, reply in enumerate(replies):
-        if i != skip and isinstance(reply, Exception):
-            raise reply
-
-
 class SessionStore:
     def __init__(self, redis: aioredis.Redis, *, input_timeout_s: float, lifetime_s: float) -> None:
         self._redis = redis
@@ -183,14 +176,18 @@ class SessionStore:
         if len(self._known) > KNOWN_SESSIONS:
             self._known.popitem(last=False)
 
+    @staticmethod
+    def open_sid_read(msisdn: str) -> tuple[str, str]:
+        """The read of the number's open session id, as a field of its slot to read with the
+        subscriber (`Ledger.get_with`)."""
+        return session_key(msisdn), "sid"
+
     def queue_dial(self, pipe: Any, msisdn: str, sid: str, now: float) -> int:
-        """Queue, on the caller's first pipeline of a dial, the read of the number's open session
-        id and the filing of both indexes for `sid` (before the session exists, as
-        `open_replacing` wants); returns how many replies that takes, the first being the open
-        session's id or None."""
-        pipe.hget(session_key(msisdn), "sid")
+        """Queue, on the caller's first pipeline of a dial, the filing of both indexes for `sid`
+        (before the session exists, as `open_replacing` wants); returns how many replies that
+        takes."""
         self._queue_index(pipe, msisdn, sid, now + min(self.input_timeout_s, self.lifetime_s))
-        return 3
+        return 2
 
     def _queue_index(self, pipe: Any, msisdn: str, sid: str, deadline: float) -> None:
         pipe.set(sid_key(sid), msisdn, ex=int(self.lifetime_s) + 60)
@@ -262,7 +259,7 @@ class SessionStore:
             if events is not None:
                 events.queue_pending(pipe)
             replies = await pipe.execute(raise_on_error=False)
-        _check(replies, at)
+        check_replies(replies, at)
         old = await script_reply(replies[at], self._open, keys, args)
         if not end:
             self._remember(sid, msisdn)
@@ -300,7 +297,7 @@ class SessionStore:
             if also is not None:
                 also(pipe)
             replies = await pipe.execute(raise_on_error=False)
-        _check(replies, -1 if msisdn is None else 0)
+        check_replies(replies, -1 if msisdn is None else 0)
         extra = list(replies[1:])
         if msisdn is None:
             msisdn = None if replies[0] is None else str(replies[0])
@@ -355,7 +352,7 @@ class SessionStore:
             if events is not None:
                 events.queue_pending(pipe)
             replies = await pipe.execute(raise_on_error=False)
-        _check(replies, 0)
+        check_replies(replies, 0)
         saved = await script_reply(replies[0], self._save, keys, args)
         return bool(saved), [str(r) for r in replies[1:]]
 
@@ -370,7 +367,7 @@ class SessionStore:
             if events is not None:
                 events.queue_pending(pipe)
             replies = await pipe.execute(raise_on_error=False)
-        _check(replies, 0)
+        check_replies(replies, 0)
         return bool(await script_reply(replies[0], self._end, keys, [sid]))
 
     async def release(self, msisdn: str, sid: str) -> UssdSession | None:
