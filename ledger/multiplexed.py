@@ -253,25 +253,26 @@ class Multiplexer:
             self._wire = None
 
     async def request(self, packed: bytes, count: int) -> list[Any]:
-        try:
-            return await self._request_once(packed, count)
-        except redis.exceptions.ConnectionError:
-            if not self.retry_once:
-                raise
-            return await self._request_once(packed, count)
-
-    async def _request_once(self, packed: bytes, count: int) -> list[Any]:
-        wire = self._wire
-        if wire is None or wire.lost is not None or self._loop is not asyncio.get_running_loop():
-            wire = await self._open()
-        future = wire.send(packed, count)
-        if self.timeout is None:
-            return await future
-        handle = asyncio.get_running_loop().call_later(self.timeout, _expire, future, self.address)
-        try:
-            return await future
-        finally:
-            handle.cancel()
+        # One coroutine for the usual path (a connection open, no retry needed): each request
+        # of a step passes here.
+        for attempt in (1, 2):
+            loop = asyncio.get_running_loop()
+            wire = self._wire
+            try:
+                if wire is None or wire.lost is not None or self._loop is not loop:
+                    wire = await self._open()
+                future = wire.send(packed, count)
+                if self.timeout is None:
+                    return await future
+                handle = loop.call_later(self.timeout, _expire, future, self.address)
+                try:
+                    return await future
+                finally:
+                    handle.cancel()
+            except redis.exceptions.ConnectionError:
+                if attempt == 2 or not self.retry_once:
+                    raise
+        raise AssertionError("unreachable: the second attempt returns or raises")
 
     async def _open(self) -> Wire:
         loop = asyncio.get_running_loop()
@@ -402,13 +403,13 @@ class MultiplexedPipeline(Pipeline):
 
     async def execute(self, raise_on_error: bool = True) -> list[Any]:
         stack = self.command_stack
+        pooled = self.watching or self.connection is not None or bool(self.scripts)
         own = self.mux.needs_own_connection
-        if (
-            self.watching
-            or self.connection is not None
-            or self.scripts
-            or any(own(args, options) for args, options in stack)
-        ):
+        for args, options in stack:
+            if pooled:
+                break
+            pooled = own(args, options)
+        if pooled:
             return await super().execute(raise_on_error)
         if not stack:
             return []
@@ -420,7 +421,7 @@ class MultiplexedPipeline(Pipeline):
             await self.reset()
 
     async def _batch(self, stack: list[Any], raise_on_error: bool) -> list[Any]:
-        packed = b"".join(pack(args) for args, _ in stack)
+        packed = b"".join([pack(args) for args, _ in stack])
         replies = await self.mux.request(packed, len(stack))
         response: list[Any] = []
         for (args, options), reply in zip(stack, replies, strict=True):
