@@ -256,11 +256,12 @@ class SessionStore:
             queue_script(pipe, self._open, keys, args)
             if end:
                 self._queue_forget(pipe, msisdn, sid)
-            if events is not None:
-                events.queue_pending(pipe)
+            written = None if events is None else events.queue_pending(pipe)
             replies = await pipe.execute(raise_on_error=False)
-        check_replies(replies, at)
+        check_replies(replies[: len(replies) - (written is not None)], at)
         old = await script_reply(replies[at], self._open, keys, args)
+        if written is not None:
+            await written.ids(replies[-1])
         if not end:
             self._remember(sid, msisdn)
         replaced = _decode(old) if old else None
@@ -349,12 +350,10 @@ class SessionStore:
         ]
         async with self.pipeline() as pipe:
             queue_script(pipe, self._save, keys, args)
-            if events is not None:
-                events.queue_pending(pipe)
+            written = None if events is None else events.queue_pending(pipe)
             replies = await pipe.execute(raise_on_error=False)
-        check_replies(replies, 0)
         saved = await script_reply(replies[0], self._save, keys, args)
-        return bool(saved), [str(r) for r in replies[1:]]
+        return bool(saved), [] if written is None else await written.ids(replies[1])
 
     async def end(self, msisdn: str, sid: str, events: EventLog | None = None) -> bool:
         """End the session and drop its index entries in one round trip (they name this session
@@ -364,11 +363,13 @@ class SessionStore:
         async with self.pipeline() as pipe:
             queue_script(pipe, self._end, keys, [sid])
             self._queue_forget(pipe, msisdn, sid)
-            if events is not None:
-                events.queue_pending(pipe)
+            written = None if events is None else events.queue_pending(pipe)
             replies = await pipe.execute(raise_on_error=False)
-        check_replies(replies, 0)
-        return bool(await script_reply(replies[0], self._end, keys, [sid]))
+        check_replies(replies[: len(replies) - (written is not None)], 0)
+        ended = bool(await script_reply(replies[0], self._end, keys, [sid]))
+        if written is not None:
+            await written.ids(replies[-1])
+        return ended
 
     async def release(self, msisdn: str, sid: str) -> UssdSession | None:
         """End the session; returns it as it was, or None if it was no longer open."""
