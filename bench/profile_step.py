@@ -2,13 +2,18 @@
 
 Runs ussdsim in this process (the default configuration, on its own embedded redis-server) and the
 closed-loop load of bench/ussd_http.py (`*111#` -> `1`) from a separate process, then prints:
-  1. the Redis round trips and commands of one dial, one menu step and one step that runs a
-     ledger action, counted at the client's socket writes (a pipeline is one round trip) and
+  1. the Redis round trips, calls and commands of one dial, one menu step and one step that
+     runs a ledger action: round trips counted at the client's socket writes (a pipeline is
+     one), calls read back from what it wrote (each command of a pipeline or a MULTI is one,
+     MULTI and EXEC themselves none, a script one), the commands scripts ran and the whole list
      from `INFO commandstats`;
   2. steps/s, p50/p99 and the CPU µs per step of this server, of Redis and of the load
      generator, unprofiled, beside the bare aiohttp handler measured the same way in this run;
-  3. a cProfile of a second load run, its self time summed by layer (module prefix) and scaled
-     to the unprofiled CPU per step (the profiler's own overhead spreads over every layer).
+  3. a cProfile of a second load run timed by this thread's CPU clock (on a busy machine a wall
+     clock charges the time the process waits for a core to whatever it was doing, mostly the
+     socket writes that wake another process), its self time summed by layer (module prefix)
+     and scaled to the unprofiled CPU per step (the profiler's own overhead spreads over every
+     layer).
 
     python bench/profile_step.py [--seconds 8] [--profile-seconds 5] [--concurrency 32]
 """
@@ -19,10 +24,12 @@ import argparse
 import asyncio
 import contextlib
 import cProfile
+import dataclasses
 import os
 import pstats
 import sys
 import tempfile
+import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
@@ -31,6 +38,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import aiohttp
+import hiredis
 import redis.asyncio as aioredis
 from aiohttp import web
 from redis.asyncio.connection import AbstractConnection
@@ -42,6 +50,7 @@ from gateway.config import load_config
 from gateway.http.app import build_app
 from gateway.http.limits import GatewayRunner
 from gateway.runtime import Runtime
+from gateway.server import settle_collector
 from ledger import multiplexed
 from ledger.embedded import EmbeddedRedis, free_port
 
@@ -131,26 +140,54 @@ def by_layer(stats: pstats.Stats) -> dict[str, float]:
     return totals
 
 
+@dataclasses.dataclass
+class Sent:
+    """What the server process wrote to Redis: requests (round trips), the calls in them (each
+    command of a pipeline or a MULTI is one, MULTI and EXEC none) and how many were scripts."""
+
+    round_trips: int = 0
+    calls: int = 0
+    scripts: int = 0
+    wrappers: int = 0  # MULTI and EXEC: commands to Redis, no work of their own
+
+    def add(self, packed: bytes | bytearray | memoryview | list[Any] | tuple[Any, ...]) -> None:
+        self.round_trips += 1
+        reader = hiredis.Reader()
+        for chunk in packed if isinstance(packed, list | tuple) else [packed]:
+            reader.feed(bytes(chunk))
+        while (command := reader.gets()) is not False:
+            name = bytes(command[0]).upper()
+            if name in (b"MULTI", b"EXEC"):
+                self.wrappers += 1
+                continue
+            self.calls += 1
+            self.scripts += name in (b"EVALSHA", b"EVAL", b"EVALSHA_RO", b"EVAL_RO", b"FCALL")
+
+    def since(self, start: Sent) -> Sent:
+        fields = dataclasses.fields(self)
+        return Sent(*(getattr(self, f.name) - getattr(start, f.name) for f in fields))
+
+
 @contextlib.contextmanager
-def counted_round_trips() -> Iterator[list[int]]:
-    """Counts requests to Redis: one per command sent alone, one per pipeline, on redis-py's
-    pooled connections and on the shared one (ledger/multiplexed.py) alike."""
-    count = [0]
+def counted_requests() -> Iterator[Sent]:
+    """Reads back every request to Redis, on redis-py's pooled connections and on the shared one
+    (ledger/multiplexed.py) alike."""
+    sent = Sent()
     original = AbstractConnection.send_packed_command
     original_send = multiplexed.Wire.send
 
-    async def counting(self: AbstractConnection, *args: Any, **kwargs: Any) -> None:
-        count[0] += 1
-        await original(self, *args, **kwargs)
+    async def counting(self: AbstractConnection, command: Any, *args: Any, **kwargs: Any) -> None:
+        sent.add(command)
+        await original(self, command, *args, **kwargs)
 
     def counting_send(self: multiplexed.Wire, packed: bytes, replies: int) -> Any:
-        count[0] += 1
+        sent.add(packed)
         return original_send(self, packed, replies)
 
     AbstractConnection.send_packed_command = counting  # type: ignore[method-assign]
     multiplexed.Wire.send = counting_send  # type: ignore[method-assign, assignment]
     try:
-        yield count
+        yield sent
     finally:
         AbstractConnection.send_packed_command = original  # type: ignore[method-assign]
         multiplexed.Wire.send = original_send  # type: ignore[method-assign]
@@ -186,17 +223,28 @@ async def one_step_rows(url: str, redis: aioredis.Redis) -> list[dict[str, objec
             await post(f"/v1/ussd/{sid}", {"input": "1"})  # a ledger read, then the end
 
         rows: list[dict[str, object]] = []
-        with counted_round_trips() as trips:
+        with counted_requests() as sent:
 
             async def measure(name: str, request: Callable[[], Awaitable[None]]) -> None:
                 before = await commandstats(redis)
-                trips[0] = 0
+                start = dataclasses.replace(sent)
                 await request()
-                sent = trips[0]
+                mine = sent.since(start)
                 delta = await commandstats(redis) - before
                 delta["info"] -= 1  # our own
+                ran = sum(n for n in delta.values() if n > 0)
                 commands = " ".join(f"{k}×{n}" for k, n in sorted(delta.items()) if n > 0)
-                rows.append({"step": name, "round_trips": sent, "commands": commands})
+                rows.append(
+                    {
+                        "step": name,
+                        "round_trips": mine.round_trips,
+                        "calls": mine.calls,
+                        "scripts": mine.scripts,
+                        # Everything Redis ran, less what was sent: the commands inside scripts.
+                        "in_scripts": ran - mine.calls - mine.wrappers,
+                        "commands": commands,
+                    }
+                )
 
             for measured in (False, True):
                 await dial()
@@ -233,6 +281,7 @@ async def in_process_server(store: EmbeddedRedis) -> AsyncIterator[tuple[str, Ru
     runner = GatewayRunner(build_app(runtime), config.http, access_log=None, handle_signals=False)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port).start()
+    settle_collector()  # as `serve` does once listening
     try:
         yield f"http://127.0.0.1:{port}", runtime
     finally:
@@ -275,7 +324,7 @@ async def run(a: argparse.Namespace) -> None:
                 float(speed[1]["steps_per_s"]) / float(speed[0]["steps_per_s"]),  # type: ignore[arg-type]
                 3,
             )
-            profiler = cProfile.Profile()
+            profiler = cProfile.Profile(time.thread_time_ns, 1e-9)
             profiler.enable()
             profiled = await asyncio.to_thread(
                 measured_load, url, a.concurrency, a.profile_seconds, {}
@@ -283,7 +332,10 @@ async def run(a: argparse.Namespace) -> None:
             profiler.disable()
         await observer.aclose()
 
-    print("Redis round trips of one request (counted at the client) and the commands Redis ran")
+    print(
+        "Redis round trips and calls of one request (read back at the client), the commands its"
+        " scripts ran and all the commands Redis ran"
+    )
     print_table(trips)
     print()
     print(f"*111# -> 1, {a.concurrency} subscribers, {a.seconds:g} s (after 1 s of warm-up)")

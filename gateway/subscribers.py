@@ -49,14 +49,21 @@ class SubscriberDirectory:
     async def require(self, msisdn: str, now: float, actor: str) -> Subscriber:
         return await self.require_read(await self._ledger.get(msisdn), msisdn, now, actor)
 
-    def queue_lookup(self, pipe: Any, msisdn: str) -> int:
-        """Queue the reads of `require` on the caller's pipeline; returns how many replies they
-        take there, to be handed to `require_read` through `Ledger.decode_get`."""
-        self._ledger.queue_get(pipe, msisdn)
-        return self._ledger.GET_REPLIES
+    def queue_lookup(self, pipe: Any, msisdn: str, also: Sequence[tuple[str, str]] = ()) -> None:
+        """Queue the read of `require` on the caller's pipeline (one script call, with the
+        fields `also` names: see `Ledger.get_with`); its reply goes to `lookup_reply`."""
+        self._ledger.queue_get(pipe, msisdn, also)
 
-    def decode(self, replies: Sequence[Any]) -> Subscriber | None:
-        return self._ledger.decode_get(replies)
+    async def lookup_reply(
+        self,
+        reply: Any,
+        msisdn: str,
+        now: float,
+        actor: str,
+        also: Sequence[tuple[str, str]] = (),
+    ) -> tuple[Subscriber, list[Any]]:
+        sub, extra = await self._ledger.get_reply(reply, msisdn, also)
+        return await self.require_read(sub, msisdn, now, actor), extra
 
     async def require_read(
         self, sub: Subscriber | None, msisdn: str, now: float, actor: str

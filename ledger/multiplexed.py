@@ -76,6 +76,9 @@ OWN_CONNECTION: Final = frozenset(
     }
 )
 _BLOCKING_READS: Final = frozenset({"XREAD", "XREADGROUP"})
+# Command names are a small fixed set in practice; the bound only guards against a caller that
+# makes up new ones.
+_REMEMBERED_NAMES: Final = 512
 
 
 def command_words(name: object) -> tuple[object, ...]:
@@ -100,8 +103,12 @@ def needs_own_connection(
 
 
 def pack(args: Sequence[Any]) -> bytes:
+    first = args[0]
     try:
-        packed: bytes = hiredis.pack_command(cast(Any, command_words(args[0]) + tuple(args[1:])))
+        if type(first) is str and " " not in first and type(args) is tuple:
+            packed: bytes = hiredis.pack_command(args)  # the usual shape: no copy
+        else:
+            packed = hiredis.pack_command(cast(Any, command_words(first) + tuple(args[1:])))
         return packed
     except TypeError:
         bad = next(a for a in args if isinstance(a, bool) or a is None or not _packable(a))
@@ -207,8 +214,32 @@ class Multiplexer:
         self._wire: Wire | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._opening: asyncio.Future[Wire] | None = None
-        # Commands left to the pool's connections (those a server knows by other names).
-        self.pooled_commands: frozenset[str] = frozenset()
+        self._pooled_commands: frozenset[str] = frozenset()
+        # The verdict of `needs_own_connection` by command name, where the name alone decides
+        # (every name but the blocking-read ones): a dictionary look-up per command.
+        self._own_by_name: dict[object, bool] = {}
+
+    @property
+    def pooled_commands(self) -> frozenset[str]:
+        """Commands left to the pool's connections (those a server knows by other names)."""
+        return self._pooled_commands
+
+    @pooled_commands.setter
+    def pooled_commands(self, names: frozenset[str]) -> None:
+        self._pooled_commands = names
+        self._own_by_name.clear()
+
+    def needs_own_connection(self, args: Sequence[Any], options: Mapping[str, Any]) -> bool:
+        first = args[0]
+        own = self._own_by_name.get(first)
+        if own is None:
+            word = first.decode(errors="replace") if isinstance(first, bytes) else str(first)
+            if word.split(" ", 1)[0].upper() in _BLOCKING_READS:
+                return needs_own_connection(args, options, self._pooled_commands)
+            own = needs_own_connection((first,), {}, self._pooled_commands)
+            if len(self._own_by_name) < _REMEMBERED_NAMES:
+                self._own_by_name[first] = own
+        return own or NEVER_DECODE in options
 
     @staticmethod
     def supports(url: str) -> bool:
@@ -222,25 +253,26 @@ class Multiplexer:
             self._wire = None
 
     async def request(self, packed: bytes, count: int) -> list[Any]:
-        try:
-            return await self._request_once(packed, count)
-        except redis.exceptions.ConnectionError:
-            if not self.retry_once:
-                raise
-            return await self._request_once(packed, count)
-
-    async def _request_once(self, packed: bytes, count: int) -> list[Any]:
-        wire = self._wire
-        if wire is None or wire.lost is not None or self._loop is not asyncio.get_running_loop():
-            wire = await self._open()
-        future = wire.send(packed, count)
-        if self.timeout is None:
-            return await future
-        handle = asyncio.get_running_loop().call_later(self.timeout, _expire, future, self.address)
-        try:
-            return await future
-        finally:
-            handle.cancel()
+        # One coroutine for the usual path (a connection open, no retry needed): each request
+        # of a step passes here.
+        for attempt in (1, 2):
+            loop = asyncio.get_running_loop()
+            wire = self._wire
+            try:
+                if wire is None or wire.lost is not None or self._loop is not loop:
+                    wire = await self._open()
+                future = wire.send(packed, count)
+                if self.timeout is None:
+                    return await future
+                handle = loop.call_later(self.timeout, _expire, future, self.address)
+                try:
+                    return await future
+                finally:
+                    handle.cancel()
+            except redis.exceptions.ConnectionError:
+                if attempt == 2 or not self.retry_once:
+                    raise
+        raise AssertionError("unreachable: the second attempt returns or raises")
 
     async def _open(self) -> Wire:
         loop = asyncio.get_running_loop()
@@ -330,10 +362,22 @@ def _expire(future: asyncio.Future[list[Any]], address: str) -> None:
 _RESP2_CALLBACKS: Final = aioredis.Redis(protocol=2, decode_responses=True).response_callbacks
 
 
+# The callback of each command name met so far (None: the reply as it comes); the callbacks'
+# own table is case-insensitive, so it upper-cases the name at every look-up.
+_CALLBACK_BY_NAME: Final[dict[object, Any]] = {}
+
+
 def _parsed(args: Sequence[Any], options: dict[str, Any], reply: Any) -> Any:
-    options.pop("keys", None)
-    options.pop(EMPTY_RESPONSE, None)
-    callback = _RESP2_CALLBACKS.get(args[0])
+    if options:
+        options.pop("keys", None)
+        options.pop(EMPTY_RESPONSE, None)
+    name = args[0]
+    try:
+        callback = _CALLBACK_BY_NAME[name]
+    except KeyError:
+        callback = _RESP2_CALLBACKS.get(name)
+        if len(_CALLBACK_BY_NAME) < _REMEMBERED_NAMES:
+            _CALLBACK_BY_NAME[name] = callback
     return reply if callback is None else callback(reply, **options)
 
 
@@ -342,17 +386,30 @@ class MultiplexedPipeline(Pipeline):
 
     mux: Multiplexer
 
+    def execute_command(self, *args: Any, **options: Any) -> Any:
+        if self.watching or args[0] == "WATCH":
+            return super().execute_command(*args, **options)
+        self.command_stack.append((args, options))  # queued, as redis-py's pipeline does
+        return self
+
+    async def reset(self) -> None:  # type: ignore[override]
+        if self.watching or self.connection is not None:
+            await super().reset()  # type: ignore[no-untyped-call]
+            return
+        # Nothing was taken from the pool: only the queue to clear.
+        self.command_stack = []
+        self.scripts = set()
+        self.explicit_transaction = False
+
     async def execute(self, raise_on_error: bool = True) -> list[Any]:
         stack = self.command_stack
-        if (
-            self.watching
-            or self.connection is not None
-            or self.scripts
-            or any(
-                needs_own_connection(args, options, self.mux.pooled_commands)
-                for args, options in stack
-            )
-        ):
+        pooled = self.watching or self.connection is not None or bool(self.scripts)
+        own = self.mux.needs_own_connection
+        for args, options in stack:
+            if pooled:
+                break
+            pooled = own(args, options)
+        if pooled:
             return await super().execute(raise_on_error)
         if not stack:
             return []
@@ -361,10 +418,10 @@ class MultiplexedPipeline(Pipeline):
                 return await self._transaction(stack, raise_on_error)
             return await self._batch(stack, raise_on_error)
         finally:
-            await self.reset()  # type: ignore[no-untyped-call]
+            await self.reset()
 
     async def _batch(self, stack: list[Any], raise_on_error: bool) -> list[Any]:
-        packed = b"".join(pack(args) for args, _ in stack)
+        packed = b"".join([pack(args) for args, _ in stack])
         replies = await self.mux.request(packed, len(stack))
         response: list[Any] = []
         for (args, options), reply in zip(stack, replies, strict=True):
@@ -416,7 +473,7 @@ class MultiplexedRedis(aioredis.Redis):
 
     async def execute_command(self, *args: Any, **options: Any) -> Any:
         mux = self.mux
-        if mux is None or needs_own_connection(args, options, mux.pooled_commands):
+        if mux is None or mux.needs_own_connection(args, options):
             return await super().execute_command(*args, **options)  # type: ignore[no-untyped-call]
         (reply,) = await mux.request(pack(args), 1)
         if isinstance(reply, redis.exceptions.ResponseError):

@@ -197,18 +197,17 @@ class OfferOps:
         check_common(msisdn, now, "read")
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.hget(keys.subscriber(msisdn), "tariff")
-            self.queue_packages(pipe, msisdn)
+            pipe.hgetall(packages_key(msisdn))
             tariff, state = await pipe.execute()
         if tariff is None:
             return Result(Outcome.UNKNOWN_SUBSCRIBER)
         return Result(Outcome.OK, {"tariff": tariff, **self.remaining(tariff, state)})
 
-    # The two halves of `packages`, for a caller that already reads the subscriber's hash (and
-    # so its tariff) and sends this read with its own in one round trip, in the same slot.
-    PACKAGES_REPLIES = 1
-
-    def queue_packages(self, pipe: Any, msisdn: str) -> None:
-        pipe.hgetall(packages_key(msisdn))
+    # For a caller that already reads the subscriber's hash (and so its tariff): the other half
+    # of `packages`, read in the same call.
+    def packages_read(self, msisdn: str) -> tuple[str, str]:
+        """The package counters as a read of `Ledger.get_with`: the whole hash."""
+        return packages_key(msisdn), ""
 
     def remaining(self, tariff: str, state: Mapping[str, str]) -> dict[str, int]:
         """What is left of `tariff`'s packages: the stored counters while they belong to it,

@@ -42,6 +42,7 @@ from ledger.passwords import (
     policy_violation,
     verify_password,
 )
+from ledger.store_client import queue_script, script_reply
 
 _TARIFF = re.compile(r"[A-Za-z0-9_.\-]{1,32}")
 _LOGIN_ATTEMPTS = 3
@@ -123,6 +124,11 @@ def _validate_changes(changes: Mapping[str, Any]) -> dict[str, str]:
     return encoded
 
 
+def _as_dict(flat: Sequence[Any]) -> dict[str, str]:
+    """A hash as a script returns it (field, value, field, value ...) as a dict."""
+    return dict(zip(flat[::2], flat[1::2], strict=True))
+
+
 def _normalize_entry(entry: dict[str, Any]) -> dict[str, Any]:
     # cjson writes an empty Lua table as {}; a services value is always a list.
     for side in ("before", "after"):
@@ -155,6 +161,10 @@ class Ledger:
         self._set_permanent = self._script("set_permanent_password.lua")
         self._login_record = self._script("login_record.lua")
         self._limits = RateLimiter(redis)
+        # No probe, no prelude: its first line must be the flags that let it run on a full store.
+        self._read = redis.register_script(
+            (resources.files("ledger") / "lua" / "read.lua").read_text("utf-8")
+        )
 
     def _script(self, name: str) -> AsyncScript:
         return self._redis.register_script(_load_script(name))
@@ -187,38 +197,50 @@ class Ledger:
     # -- subscribers ---------------------------------------------------------------------------
 
     async def get(self, msisdn: str) -> Subscriber | None:
-        # Not a MULTI: a store at its maxmemory refuses every command queued in one, reads too,
-        # and a subscriber must stay readable then. Both keys are one subscriber's slot.
-        async with self._redis.pipeline(transaction=False) as pipe:
-            self.queue_get(pipe, msisdn)
-            return self.decode_get(await pipe.execute())
+        subscriber, _ = await self.get_with(msisdn)
+        return subscriber
 
-    # The two halves of `get`, for a caller that sends the reads with its own in one round trip.
-    GET_REPLIES = 2
+    async def get_with(
+        self, msisdn: str, also: Sequence[tuple[str, str]] = ()
+    ) -> tuple[Subscriber | None, list[Any]]:
+        """The subscriber, and in the same script call the hash fields `also` names: (key,
+        field) pairs of keys in the subscriber's slot, field "" for the whole hash (as a dict).
+        One script, so one atomic read; it writes nothing, so a full store still answers it."""
+        keys_, args = self._read_call(msisdn, also)
+        return self._decode_read(await self._read(keys=keys_, args=args))
 
-    def queue_get(self, pipe: Any, msisdn: str) -> None:
-        check_msisdn(msisdn)
-        pipe.hgetall(keys.subscriber(msisdn))
-        pipe.hget(keys.password(msisdn), "locked")
+    # The two halves of `get_with`, for a caller that sends the read with its own commands in
+    # one round trip.
+    def queue_get(self, pipe: Any, msisdn: str, also: Sequence[tuple[str, str]] = ()) -> None:
+        queue_script(pipe, self._read, *self._read_call(msisdn, also))
+
+    async def get_reply(
+        self, reply: Any, msisdn: str, also: Sequence[tuple[str, str]] = ()
+    ) -> tuple[Subscriber | None, list[Any]]:
+        """The answer to `queue_get`, its pipeline sent with raise_on_error=False."""
+        keys_, args = self._read_call(msisdn, also)
+        return self._decode_read(await script_reply(reply, self._read, keys_, args))
 
     @staticmethod
-    def decode_get(replies: Sequence[Any]) -> Subscriber | None:
-        fields, locked = replies
+    def _read_call(msisdn: str, also: Sequence[tuple[str, str]]) -> tuple[list[str], list[str]]:
+        check_msisdn(msisdn)
+        keys_ = [keys.subscriber(msisdn), keys.password(msisdn), *(key for key, _ in also)]
+        return keys_, [field for _, field in also]
+
+    @staticmethod
+    def _decode_read(reply: Sequence[Any]) -> tuple[Subscriber | None, list[Any]]:
+        fields, locked, *more = reply
+        extra = [_as_dict(value) if isinstance(value, list) else value for value in more]
         if not fields:
-            return None
-        return Subscriber.from_redis(fields, login_locked=locked == "1")
+            return None, extra
+        return Subscriber.from_redis(_as_dict(fields), login_locked=locked == "1"), extra
 
     async def get_with_packages(self, msisdn: str) -> tuple[Subscriber | None, dict[str, int]]:
-        """The subscriber and what is left of its tariff's packages, read in one transaction
-        (one round trip; the keys share the subscriber's slot)."""
-        async with self._redis.pipeline(transaction=True) as pipe:
-            self.queue_get(pipe, msisdn)
-            self.offers.queue_packages(pipe, msisdn)
-            replies = await pipe.execute()
-        subscriber = self.decode_get(replies[: self.GET_REPLIES])
+        """The subscriber and what is left of its tariff's packages, read together."""
+        subscriber, (packages,) = await self.get_with(msisdn, [self.offers.packages_read(msisdn)])
         if subscriber is None:
             return None, {}
-        return subscriber, self.offers.remaining(subscriber.tariff, replies[self.GET_REPLIES])
+        return subscriber, self.offers.remaining(subscriber.tariff, packages)
 
     async def provision(self, msisdn: str, now: float, actor: str) -> Subscriber:
         subscriber, _ = await self._upsert_changes(msisdn, {}, now, actor)

@@ -179,3 +179,11 @@ async def script_reply(
     if isinstance(reply, Exception):
         raise reply
     return reply
+
+
+def check_replies(replies: Sequence[Any], skip: int) -> None:
+    """Raise the first error among pipeline replies other than the one at `skip` (a script's,
+    which `script_reply` answers)."""
+    for i, reply in enumerate(replies):
+        if i != skip and isinstance(reply, Exception):
+            raise reply

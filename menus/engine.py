@@ -20,7 +20,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from menus.inputs import parse_input
 from menus.render import LANGS, fit, paginate, render
@@ -94,6 +94,20 @@ class SessionState:
         if state.errors < 0 or state.page < 0:
             raise EngineError("errors and page must not be negative")
         return state
+
+
+_STATE_FIELDS: Final = frozenset(f.name for f in dataclasses.fields(SessionState))
+
+
+def _changed(state: SessionState, **changes: Any) -> SessionState:
+    """`dataclasses.replace` for the state, without its walk over the fields on every call (a
+    step makes several); a name that is not a field is refused as there."""
+    unknown = changes.keys() - _STATE_FIELDS
+    if unknown:
+        raise TypeError(f"SessionState has no field {', '.join(sorted(unknown))}")
+    changed = object.__new__(SessionState)
+    changed.__dict__.update(state.__dict__, **changes)
+    return changed
 
 
 def _typed(value: Any, kind: type, name: str) -> Any:
@@ -173,7 +187,7 @@ def answer(menu: Menu, state: SessionState, text: str) -> Step:
     _check(menu, state, "answer")
     if not isinstance(text, str):
         raise EngineError("an answer must be a string")
-    return _handle(menu, dataclasses.replace(state, pending=()), text)
+    return _handle(menu, _changed(state, pending=()), text)
 
 
 def resume(
@@ -184,7 +198,7 @@ def resume(
     spec = menu.screens[state.screen]
     assert isinstance(spec, ActionScreen)  # the phase says so
     merged = {**state.vars, **_json_vars(values or {})}
-    state = dataclasses.replace(state, vars=merged)
+    state = _changed(state, vars=merged)
     target = spec.on.get(outcome, spec.on.get("default"))
     if target is None or target not in menu.screens:
         return _end(state, menu.messages.failure)
@@ -211,7 +225,7 @@ def _go(menu: Menu, state: SessionState, target: str) -> Step:
         history = (*history, state.screen)
     if target in history:
         history = history[: history.index(target)]
-    moved = dataclasses.replace(state, screen=target, history=history, errors=0, page=0)
+    moved = _changed(state, screen=target, history=history, errors=0, page=0)
     return _arrive(menu, moved)
 
 
@@ -219,14 +233,14 @@ def _arrive(menu: Menu, state: SessionState) -> Step:
     spec = menu.screens[state.screen]
     if isinstance(spec, ActionScreen):
         args = {name: _arg(value, state) for name, value in spec.args.items()}
-        waiting = dataclasses.replace(state, phase="action")
+        waiting = _changed(state, phase="action")
         return ActionRequest(spec.action, args, waiting)
     if isinstance(spec, EndScreen):
         return _end(state, spec.text)
-    state = dataclasses.replace(state, phase="answer")
+    state = _changed(state, phase="answer")
     if state.pending:
         typed, *rest = state.pending
-        return _handle(menu, dataclasses.replace(state, pending=tuple(rest)), typed)
+        return _handle(menu, _changed(state, pending=tuple(rest)), typed)
     return _show(menu, state, None)
 
 
@@ -244,13 +258,13 @@ def _handle(menu: Menu, state: SessionState, raw: str) -> Step:
     spec = menu.screens[state.screen]
     typed = raw.strip()
     if typed == HOME and len(raw) <= MAX_INPUT:
-        home = dataclasses.replace(state, screen=menu.start, history=(), errors=0, page=0)
+        home = _changed(state, screen=menu.start, history=(), errors=0, page=0)
         return _arrive(menu, home)
     if typed == BACK and len(raw) <= MAX_INPUT:
         if not state.history:
-            return _show(menu, dataclasses.replace(state, errors=0, page=0), None)
+            return _show(menu, _changed(state, errors=0, page=0), None)
         *rest, previous = state.history
-        back = dataclasses.replace(state, screen=previous, history=tuple(rest), errors=0, page=0)
+        back = _changed(state, screen=previous, history=tuple(rest), errors=0, page=0)
         return _arrive(menu, back)
     if isinstance(spec, MenuScreen):
         return _choose(menu, state, spec, raw)
@@ -258,7 +272,7 @@ def _handle(menu: Menu, state: SessionState, raw: str) -> Step:
     value = parse_input(spec, raw)
     if value is None:
         return _wrong(menu, state, spec.error or menu.messages.invalid_input)
-    saved = dataclasses.replace(state, vars={**state.vars, spec.save_as: value})
+    saved = _changed(state, vars={**state.vars, spec.save_as: value})
     return _go(menu, saved, spec.next)
 
 
@@ -266,26 +280,26 @@ def _choose(menu: Menu, state: SessionState, spec: MenuScreen, raw: str) -> Step
     typed = raw.strip() if len(raw) <= MAX_INPUT else None
     # Paging neither answers nor errs, so it keeps the count of wrong answers (and the layout).
     if typed == MORE and state.page + 1 < len(_menu_pages(menu, state, spec)):
-        return _show(menu, dataclasses.replace(state, page=state.page + 1), None)
+        return _show(menu, _changed(state, page=state.page + 1), None)
     for option in spec.options:
         if option.key == typed:
-            chosen = state if option.lang is None else dataclasses.replace(state, lang=option.lang)
+            chosen = state if option.lang is None else _changed(state, lang=option.lang)
             if option.assign:
-                chosen = dataclasses.replace(chosen, vars={**chosen.vars, **option.assign})
+                chosen = _changed(chosen, vars={**chosen.vars, **option.assign})
             return _go(menu, chosen, option.next)
     return _wrong(menu, state, menu.messages.invalid_choice)
 
 
 def _wrong(menu: Menu, state: SessionState, error: LocalText) -> Step:
     errors = state.errors + 1
-    state = dataclasses.replace(state, errors=errors, page=0, pending=())
+    state = _changed(state, errors=errors, page=0, pending=())
     if errors >= MAX_WRONG:
         return _end(state, menu.messages.apology)
     return _show(menu, state, error.get(state.lang))
 
 
 def _end(state: SessionState, text: LocalText) -> Screen:
-    ended = dataclasses.replace(state, phase="ended", pending=())
+    ended = _changed(state, phase="ended", pending=())
     return Screen(fit(render(text.get(state.lang), state.vars, state.lang)), True, ended)
 
 
@@ -324,6 +338,6 @@ def _show(menu: Menu, state: SessionState, input_error: str | None) -> Screen:
     if isinstance(spec, MenuScreen):
         pages = _menu_pages(menu, state, spec)
         page = min(state.page, len(pages) - 1)
-        return Screen(pages[page], False, dataclasses.replace(state, page=page))
+        return Screen(pages[page], False, _changed(state, page=page))
     assert isinstance(spec, InputScreen)
     return Screen(fit(input_text(spec, state.vars, state.lang, input_error)), False, state)

@@ -9,18 +9,57 @@ import contextlib
 import contextvars
 import json
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.commands.core import AsyncScript
+
+from ledger.store_client import queue_script, script_reply
 
 EVENTS_KEY = "events"
 EVENTS_MAXLEN = 100_000
 
 
+# Several events of one request in one call, added in order; answers their ids. It touches the
+# stream alone (a slot of its own on a cluster), so it can ride in any pipeline.
+_APPEND = """
+local ids = {}
+for i = 2, #ARGV, 4 do
+  ids[#ids + 1] = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'kind', ARGV[i],
+    'msisdn', ARGV[i + 1], 'at', ARGV[i + 2], 'data', ARGV[i + 3])
+end
+return ids
+"""
+
+# An event's values, in the stream's field order: kind, msisdn, at, data.
+Values = tuple[str, str, str, str]
+
 # Events emitted inside `EventLog.batch()` wait here and go to Redis in one round trip.
-_pending: contextvars.ContextVar[list[dict[Any, Any]] | None] = contextvars.ContextVar(
+_pending: contextvars.ContextVar[list[Values] | None] = contextvars.ContextVar(
     "ussdsim_pending_events", default=None
 )
+
+
+_FIELDS = ("kind", "msisdn", "at", "data")
+
+
+@dataclass(frozen=True)
+class Written:
+    """Events queued as one call on a pipeline: reads that call's reply."""
+
+    script: AsyncScript
+    keys: list[str] | None  # None: a single XADD, not the script
+    args: list[str]
+
+    async def ids(self, reply: Any) -> list[str]:
+        """The stream ids of the events, in order; raises the call's error. A store that did
+        not know the script yet runs it now, alone."""
+        if self.keys is None:
+            if isinstance(reply, Exception):
+                raise reply
+            return [str(reply)]
+        return [str(i) for i in await script_reply(reply, self.script, self.keys, self.args)]
 
 
 class EventLog:
@@ -38,19 +77,22 @@ class EventLog:
         self.maxlen = maxlen
         # Blocking reads wait longer than the main client's socket timeout: their own client.
         self._reader = reader or redis
+        self._append = redis.register_script(_APPEND)
 
     async def emit(self, kind: str, msisdn: str | None, at: float, **data: Any) -> None:
-        fields: dict[Any, Any] = {
-            "kind": kind,
-            "msisdn": msisdn or "",
-            "at": repr(at),
-            "data": json.dumps(data, ensure_ascii=False, separators=(",", ":")),
-        }
+        values = (
+            kind,
+            msisdn or "",
+            repr(at),
+            json.dumps(data, ensure_ascii=False, separators=(",", ":")),
+        )
         pending = _pending.get()
         if pending is not None:
-            pending.append(fields)
+            pending.append(values)
             return
-        await self._redis.xadd(EVENTS_KEY, fields, maxlen=self._maxlen, approximate=True)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            written = self._queue(pipe, [values])
+            await written.ids((await pipe.execute(raise_on_error=False))[0])
 
     @contextlib.asynccontextmanager
     async def batch(self) -> AsyncIterator[None]:
@@ -61,7 +103,7 @@ class EventLog:
         if _pending.get() is not None:  # already batching further up
             yield
             return
-        pending: list[dict[Any, Any]] = []
+        pending: list[Values] = []
         token = _pending.set(pending)
         try:
             yield
@@ -69,22 +111,35 @@ class EventLog:
             _pending.reset(token)
             if pending:
                 async with self._redis.pipeline(transaction=False) as pipe:
-                    for fields in pending:
-                        pipe.xadd(EVENTS_KEY, fields, maxlen=self._maxlen, approximate=True)
-                    await pipe.execute()
+                    written = self._queue(pipe, pending)
+                    await written.ids((await pipe.execute(raise_on_error=False))[0])
 
-    def queue_pending(self, pipe: Any) -> int:
+    def queue_pending(self, pipe: Any) -> Written | None:
         """Move the events of the current batch onto `pipe`, a write the caller sends anyway,
-        behind its own commands; returns how many XADDs were queued (0 outside a batch). Events
-        emitted after this still go at the batch's end."""
+        as its last call (None: nothing to write, or outside a batch); the caller hands that
+        call's reply to `Written.ids`. Events emitted after this still go at the batch's end."""
         pending = _pending.get()
         if not pending:
-            return 0
-        for fields in pending:
-            pipe.xadd(EVENTS_KEY, fields, maxlen=self._maxlen, approximate=True)
-        count = len(pending)
+            return None
+        written = self._queue(pipe, list(pending))
         pending.clear()
-        return count
+        return written
+
+    def _queue(self, pipe: Any, events: list[Values]) -> Written:
+        if len(events) == 1:  # a plain XADD costs Redis less than a script
+            pipe.execute_command(
+                "XADD",
+                EVENTS_KEY,
+                "MAXLEN",
+                "~",
+                str(self._maxlen),
+                "*",
+                *(x for pair in zip(_FIELDS, events[0], strict=True) for x in pair),
+            )
+            return Written(self._append, None, [])
+        args = [str(self._maxlen), *(value for event in events for value in event)]
+        queue_script(pipe, self._append, [EVENTS_KEY], args)
+        return Written(self._append, [EVENTS_KEY], args)
 
     def pending_count(self) -> int:
         """How many events of the current batch are not written yet."""

@@ -25,6 +25,7 @@ from gateway.ussd.mmi import Malformed, SupplementaryService, Ussd, parse
 from gateway.ussd.routing import Router, RouteTarget
 from gateway.ussd.sessions import ClaimStatus, SessionStore, UssdSession, new_session_id
 from ledger.models import Subscriber
+from ledger.store_client import check_replies
 from shared.errors import ApiError, bad_request, not_found
 from shared.texts import pick
 from sms.encoding import ussd_measure
@@ -99,23 +100,25 @@ class UssdService:
         now = await self._clock.now()
         sid = new_session_id()
         async with self._events.batch():
-            # One round trip reads what the dial needs (the subscriber, the number's open
-            # session, the faults' version) and files the new session's indexes.
+            # One round trip reads what the dial needs (the subscriber and the number's open
+            # session, in one script call on their slot; the faults' version) and files the new
+            # session's indexes.
+            also = [self._sessions.open_sid_read(msisdn)]
             async with self._sessions.pipeline() as pipe:
-                n = self._directory.queue_lookup(pipe, msisdn)
-                self._sessions.queue_dial(pipe, msisdn, sid, now)
+                self._directory.queue_lookup(pipe, msisdn, also)
+                n = 1 + self._sessions.queue_dial(pipe, msisdn, sid, now)
                 self._queue_faults(pipe)
-                replies = await pipe.execute()
+                replies = await pipe.execute(raise_on_error=False)
+            check_replies(replies, 0)
             try:
-                await self._sync_faults(replies[n + 3 :])
+                await self._sync_faults(replies[n:])
                 await self._network_faults()
-                subscriber = await self._directory.require_read(
-                    self._directory.decode(replies[:n]), msisdn, now, actor="ussd"
+                subscriber, (open_sid,) = await self._directory.lookup_reply(
+                    replies[0], msisdn, now, "ussd", also
                 )
             except Exception:
                 await self._sessions.end(msisdn, sid)  # only to drop the indexes just filed
                 raise
-            open_sid = None if replies[n] is None else str(replies[n])
             return await self._dial(msisdn, sid, parsed, subscriber, open_sid, now)
 
     async def _dial(

@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import secrets
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -29,7 +29,7 @@ import redis.asyncio as aioredis
 
 from gateway.harness.events import EventLog
 from ledger.common import OOM_PROBE_LUA
-from ledger.store_client import queue_script, script_reply
+from ledger.store_client import check_replies, queue_script, script_reply
 
 DEADLINES_KEY = "ussd:deadlines"
 LEASE_S = 30.0
@@ -154,13 +154,6 @@ def _decode(fields: list[str]) -> UssdSession:
     )
 
 
-def _check(replies: Sequence[Any], skip: int) -> None:
-    """Raise the first error among pipeline replies other than the script's at `skip`."""
-    for i, reply in enumerate(replies):
-        if i != skip and isinstance(reply, Exception):
-            raise reply
-
-
 class SessionStore:
     def __init__(self, redis: aioredis.Redis, *, input_timeout_s: float, lifetime_s: float) -> None:
         self._redis = redis
@@ -183,14 +176,18 @@ class SessionStore:
         if len(self._known) > KNOWN_SESSIONS:
             self._known.popitem(last=False)
 
+    @staticmethod
+    def open_sid_read(msisdn: str) -> tuple[str, str]:
+        """The read of the number's open session id, as a field of its slot to read with the
+        subscriber (`Ledger.get_with`)."""
+        return session_key(msisdn), "sid"
+
     def queue_dial(self, pipe: Any, msisdn: str, sid: str, now: float) -> int:
-        """Queue, on the caller's first pipeline of a dial, the read of the number's open session
-        id and the filing of both indexes for `sid` (before the session exists, as
-        `open_replacing` wants); returns how many replies that takes, the first being the open
-        session's id or None."""
-        pipe.hget(session_key(msisdn), "sid")
+        """Queue, on the caller's first pipeline of a dial, the filing of both indexes for `sid`
+        (before the session exists, as `open_replacing` wants); returns how many replies that
+        takes."""
         self._queue_index(pipe, msisdn, sid, now + min(self.input_timeout_s, self.lifetime_s))
-        return 3
+        return 2
 
     def _queue_index(self, pipe: Any, msisdn: str, sid: str, deadline: float) -> None:
         pipe.set(sid_key(sid), msisdn, ex=int(self.lifetime_s) + 60)
@@ -259,11 +256,12 @@ class SessionStore:
             queue_script(pipe, self._open, keys, args)
             if end:
                 self._queue_forget(pipe, msisdn, sid)
-            if events is not None:
-                events.queue_pending(pipe)
+            written = None if events is None else events.queue_pending(pipe)
             replies = await pipe.execute(raise_on_error=False)
-        _check(replies, at)
+        check_replies(replies[: len(replies) - (written is not None)], at)
         old = await script_reply(replies[at], self._open, keys, args)
+        if written is not None:
+            await written.ids(replies[-1])
         if not end:
             self._remember(sid, msisdn)
         replaced = _decode(old) if old else None
@@ -300,7 +298,7 @@ class SessionStore:
             if also is not None:
                 also(pipe)
             replies = await pipe.execute(raise_on_error=False)
-        _check(replies, -1 if msisdn is None else 0)
+        check_replies(replies, -1 if msisdn is None else 0)
         extra = list(replies[1:])
         if msisdn is None:
             msisdn = None if replies[0] is None else str(replies[0])
@@ -352,12 +350,10 @@ class SessionStore:
         ]
         async with self.pipeline() as pipe:
             queue_script(pipe, self._save, keys, args)
-            if events is not None:
-                events.queue_pending(pipe)
+            written = None if events is None else events.queue_pending(pipe)
             replies = await pipe.execute(raise_on_error=False)
-        _check(replies, 0)
         saved = await script_reply(replies[0], self._save, keys, args)
-        return bool(saved), [str(r) for r in replies[1:]]
+        return bool(saved), [] if written is None else await written.ids(replies[1])
 
     async def end(self, msisdn: str, sid: str, events: EventLog | None = None) -> bool:
         """End the session and drop its index entries in one round trip (they name this session
@@ -367,11 +363,13 @@ class SessionStore:
         async with self.pipeline() as pipe:
             queue_script(pipe, self._end, keys, [sid])
             self._queue_forget(pipe, msisdn, sid)
-            if events is not None:
-                events.queue_pending(pipe)
+            written = None if events is None else events.queue_pending(pipe)
             replies = await pipe.execute(raise_on_error=False)
-        _check(replies, 0)
-        return bool(await script_reply(replies[0], self._end, keys, [sid]))
+        check_replies(replies[: len(replies) - (written is not None)], 0)
+        ended = bool(await script_reply(replies[0], self._end, keys, [sid]))
+        if written is not None:
+            await written.ids(replies[-1])
+        return ended
 
     async def release(self, msisdn: str, sid: str) -> UssdSession | None:
         """End the session; returns it as it was, or None if it was no longer open."""
