@@ -96,7 +96,7 @@ LAYERS: tuple[tuple[str, str], ...] = (
 Func = tuple[str, int, str]
 
 
-def layer_of(filename: str) -> str:
+def layer_of(filename: str, layers: tuple[tuple[str, str], ...] = LAYERS) -> str:
     """The layer of a function's file; "" when its time belongs to its callers."""
     if filename == "~":
         return ""
@@ -104,12 +104,12 @@ def layer_of(filename: str) -> str:
     with contextlib.suppress(ValueError):
         inside = path.resolve().relative_to(ROOT).as_posix()
         if not inside.startswith(".venv/"):
-            return next((layer for p, layer in LAYERS if inside.startswith(p)), "bench, other")
+            return next((layer for p, layer in layers if inside.startswith(p)), "bench, other")
     text = path.as_posix()
-    return next((layer for p, layer in LAYERS if f"/{p}" in text), "")
+    return next((layer for p, layer in layers if f"/{p}" in text), "")
 
 
-def by_layer(stats: pstats.Stats) -> dict[str, float]:
+def by_layer(stats: pstats.Stats, layers: tuple[tuple[str, str], ...] = LAYERS) -> dict[str, float]:
     """Self time (seconds) per layer. A function of no layer (a built-in, the standard library)
     is split over its callers' layers in proportion to the time spent through each caller, so a
     socket write counts where it was asked for."""
@@ -119,7 +119,7 @@ def by_layer(stats: pstats.Stats) -> dict[str, float]:
     def shares(func: Func) -> dict[str, float]:
         if func in memo:
             return memo[func]
-        layer = layer_of(func[0])
+        layer = layer_of(func[0], layers)
         callers: dict[Func, tuple[Any, ...]] = raw[func][4] if func in raw else {}
         through = sum(float(v[3]) for v in callers.values())
         if layer or not callers or through <= 0:

@@ -17,6 +17,11 @@ goes when the machine, not the server, is the limit.
 With --binds N the generator opens N binds, each keeping WINDOW outstanding; with --workers N
 ussdsim runs `serve --workers N` (the kernel spreads the binds over the workers, so give it at
 least as many binds as workers).
+With --profile (one worker) the ussdsim run is profiled as bench/profile_step.py does a step:
+cProfile timed by the server's CPU clock over the measured load only (not start-up), its self time
+summed by layer (the file a function lives in) and scaled to the unprofiled run's CPU per message,
+which a second, unprofiled run in the same process gives; --top N also prints the costliest
+functions.
 """
 
 from __future__ import annotations
@@ -25,6 +30,8 @@ import argparse
 import asyncio
 import json
 import os
+import pstats
+import signal
 import struct
 import subprocess
 import tempfile
@@ -86,6 +93,89 @@ async def bare_server(port: int) -> None:
     server = await asyncio.start_server(_bare_client, "127.0.0.1", port, reuse_address=True)
     async with server:
         await server.serve_forever()
+
+
+# --- the profiled server ------------------------------------------------------------------
+
+# First match wins, as in bench/profile_step.py (whose `by_layer` sums them).
+SMPP_LAYERS: tuple[tuple[str, str], ...] = (
+    ("sms/smpp/codec.py", "smpp codec (encode, decode)"),
+    ("sms/smpp/pdu.py", "smpp codec (encode, decode)"),
+    ("sms/smpp/compiled.py", "smpp codec (encode, decode)"),
+    ("sms/smpp/tlvs.py", "smpp codec (encode, decode)"),
+    ("sms/smpp/coding.py", "smpp codec (encode, decode)"),
+    ("sms/smpp/session.py", "smpp session rules"),
+    ("sms/smpp/state.py", "smpp session rules"),
+    ("sms/smpp/mt.py", "smpp submit (mt.py)"),
+    ("sms/smpp/submit_rules.py", "smpp submit (mt.py)"),
+    ("sms/smpp/store.py", "smpp message store"),
+    ("sms/smpp/queue_items.py", "smpp deliver queue, receipts"),
+    ("sms/smpp/deliver_queue.py", "smpp deliver queue, receipts"),
+    ("sms/smpp/receipts.py", "smpp deliver queue, receipts"),
+    ("sms/smpp/server.py", "smpp edge (server.py, binds)"),
+    ("sms/smpp/binds.py", "smpp edge (server.py, binds)"),
+    ("sms/smpp/", "smpp, other"),
+    ("sms/", "sms: encoding, inboxes"),
+    ("gsm0338/", "sms: encoding, inboxes"),
+    ("gateway/harness/events.py", "events"),
+    ("gateway/harness/metrics.py", "metrics"),
+    ("prometheus_client/", "metrics"),
+    ("ledger/multiplexed.py", "store client"),
+    ("ledger/store_client.py", "store client"),
+    ("redis/", "store client"),
+    ("hiredis/", "store client"),
+    ("ledger/", "ledger"),
+    ("gateway/", "gateway, other"),
+    ("json/", "json"),
+    ("orjson", "json"),
+    ("logging/", "logging"),
+    ("asyncio/selector_events.py", "socket I/O"),
+    ("selectors.py", "socket I/O"),
+    ("asyncio/timeouts.py", ""),
+    # the wrapper below is the frame the loop's C code runs callbacks under
+    ("bench/", "event loop, tasks"),
+    ("uvloop/", "event loop, tasks"),
+    ("asyncio/", "event loop, tasks"),
+)
+
+
+def serve_profiled(out: str, argv: list[str]) -> None:
+    """`ussdsim serve` with a profiler the parent switches on (SIGUSR1) and off (SIGUSR2) around
+    the measured load, written to `out` when switched off."""
+    import cProfile
+
+    from gateway.cli import main as cli_main
+
+    profiler = cProfile.Profile(time.thread_time_ns, 1e-9)
+
+    def stop(*_: object) -> None:
+        profiler.disable()
+        profiler.dump_stats(out)
+
+    signal.signal(signal.SIGUSR1, lambda *_: profiler.enable())
+    signal.signal(signal.SIGUSR2, stop)
+    raise SystemExit(cli_main(["serve", *argv]))
+
+
+def print_layers(stats_file: str, per_message_us: float, top: int) -> None:
+    from bench import profile_step
+
+    stats = pstats.Stats(stats_file)
+    layers = profile_step.by_layer(stats, SMPP_LAYERS)
+    total = sum(layers.values()) or 1.0
+    print(f"Server CPU by layer (cProfile self time), scaled to {per_message_us:g} µs per message")
+    print_table(
+        [
+            {
+                "layer": layer,
+                "share": f"{seconds / total:.1%}",
+                "us_per_message": round(seconds / total * per_message_us, 1),
+            }
+            for layer, seconds in sorted(layers.items(), key=lambda kv: -kv[1])
+        ]
+    )
+    if top:
+        stats.sort_stats("tottime").print_stats(top)
 
 
 # --- the load generator --------------------------------------------------------------------
@@ -291,8 +381,16 @@ def wait_port(port: int, timeout_s: float = 30.0) -> None:
 
 
 def compare(
-    window: int, seconds: float, warmup: float, receipts: bool, workers: int = 1, binds: int = 1
+    window: int,
+    seconds: float,
+    warmup: float,
+    receipts: bool,
+    workers: int = 1,
+    binds: int = 1,
+    profile_to: str | None = None,
 ) -> list[dict[str, object]]:
+    """The ceiling and ussdsim, one load run each; with `profile_to`, a second ussdsim run under
+    the profiler, its stats written there."""
     rows: list[dict[str, object]] = []
     bare_port = free_port()
     bare = start_process([python(), "-m", "bench.smpp_submit", "bare", "--port", str(bare_port)])
@@ -308,9 +406,11 @@ def compare(
             f"workers: {workers}\n",
             encoding="utf-8",
         )
+        serve = ["-m", "gateway.cli", "serve"]
+        if profile_to:
+            serve = ["-m", "bench.smpp_submit", "serve-profiled", "--out", profile_to]
         server = start_process(
-            [python(), "-m", "gateway.cli", "serve", "--config", str(config)],
-            env={"USSDSIM_ADMIN_TOKEN": "bench"},
+            [python(), *serve, "--config", str(config)], env={"USSDSIM_ADMIN_TOKEN": "bench"}
         )
         try:
             wait_port(bare_port)
@@ -333,6 +433,13 @@ def compare(
                         **result,
                     }
                 )
+            if profile_to:
+                server.send_signal(signal.SIGUSR1)
+                run_load(smpp_port, window, seconds, warmup, receipts, {}, binds)
+                server.send_signal(signal.SIGUSR2)
+                deadline = time.monotonic() + 60
+                while not Path(profile_to).is_file() and time.monotonic() < deadline:
+                    time.sleep(0.2)
         finally:
             stop_process(server)
             stop_process(bare)
@@ -359,6 +466,9 @@ def main() -> None:
     sub = parser.add_subparsers(dest="mode")
     b = sub.add_parser("bare", help="run only the ceiling server")
     b.add_argument("--port", type=int, required=True)
+    sp = sub.add_parser("serve-profiled", help="ussdsim serve, profiled between SIGUSR1 and 2")
+    sp.add_argument("--out", required=True)
+    sp.add_argument("--config", required=True)
     ld = sub.add_parser("load", help="run only the load generator; prints one JSON line")
     ld.add_argument("--port", type=int, required=True)
     for p in (parser, ld):
@@ -369,8 +479,12 @@ def main() -> None:
         p.add_argument("--binds", type=int, default=1, help="connections, each with --window")
     parser.add_argument("--workers", type=int, default=1, help="ussdsim serve --workers")
     parser.add_argument("--json", help="also write the rows to this file")
+    parser.add_argument("--profile", action="store_true", help="profile ussdsim by layer")
+    parser.add_argument("--top", type=int, default=0, help="with --profile: the N costliest")
     args = parser.parse_args()
-    if args.mode == "bare":
+    if args.mode == "serve-profiled":
+        serve_profiled(args.out, ["--config", args.config])
+    elif args.mode == "bare":
         # On the loop ussdsim serves on (gateway/event_loop.py), so the ratio compares the work.
         event_loop.run(bare_server(args.port))
     elif args.mode == "load":
@@ -379,10 +493,23 @@ def main() -> None:
         )
         print(json.dumps(result))
     else:
-        rows = compare(
-            args.window, args.seconds, args.warmup, args.receipts, args.workers, args.binds
-        )
-        print_table(rows)
+        if args.profile and args.workers != 1:
+            parser.error("--profile profiles one worker")
+        with tempfile.TemporaryDirectory() as tmp:
+            stats_file = f"{tmp}/server.prof" if args.profile else None
+            rows = compare(
+                args.window,
+                args.seconds,
+                args.warmup,
+                args.receipts,
+                args.workers,
+                args.binds,
+                stats_file,
+            )
+            print_table(rows)
+            if stats_file:
+                print()
+                print_layers(stats_file, float(rows[1]["server_us"]), args.top)  # type: ignore[arg-type]
         if args.json:
             Path(args.json).write_text(json.dumps(rows, indent=2), encoding="utf-8")
 

@@ -12,10 +12,22 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 import redis.asyncio as aioredis
 from redis.commands.core import AsyncScript
 
 from ledger.store_client import queue_script, script_reply
+
+
+def _data_json(data: dict[str, Any]) -> str:
+    """What json.dumps(data, ensure_ascii=False, separators=(",", ":")) writes, by orjson
+    (several times faster) for all it takes; a value it refuses (an integer past 64 bits) or
+    writes otherwise (a float that is not finite: null, not NaN) falls back to json."""
+    try:
+        return orjson.dumps(data, option=orjson.OPT_NON_STR_KEYS).decode()
+    except orjson.JSONEncodeError:
+        return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+
 
 EVENTS_KEY = "events"
 EVENTS_MAXLEN = 100_000
@@ -84,7 +96,7 @@ class EventLog:
             kind,
             msisdn or "",
             repr(at),
-            json.dumps(data, ensure_ascii=False, separators=(",", ":")),
+            _data_json(data),
         )
         pending = _pending.get()
         if pending is not None:

@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, Literal, TypeVar
 
+import orjson
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
@@ -39,9 +40,13 @@ class Endpoint:
 
 
 def json_response(data: Any, status: int = 200) -> web.Response:
-    return web.Response(
-        text=json.dumps(data, ensure_ascii=False), status=status, content_type="application/json"
-    )
+    try:
+        # Unescaped UTF-8 and the keys in order, as json.dumps(ensure_ascii=False), without its
+        # spaces; several times faster.
+        body = orjson.dumps(data, option=orjson.OPT_NON_STR_KEYS)
+    except orjson.JSONEncodeError:  # an integer past 64 bits, a type orjson does not know
+        body = json.dumps(data, ensure_ascii=False).encode()
+    return web.Response(body=body, status=status, content_type="application/json", charset="utf-8")
 
 
 async def read_raw(request: web.Request) -> bytes:

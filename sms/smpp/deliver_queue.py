@@ -13,12 +13,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import json
 import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from typing import Any
 
+import orjson
 import redis.exceptions
 
 from sms.config import SmppConfig
@@ -179,7 +179,7 @@ class DeliverQueue:
         old: list[str] = []
         for raw in items:
             try:
-                expired = self.bounds.expired(json.loads(raw), now)
+                expired = self.bounds.expired(orjson.loads(raw), now)
             except (ValueError, TypeError, AttributeError):
                 expired = False  # unusable: _send_all drops it with its own log line
             (old if expired else live).append(raw)
@@ -193,7 +193,7 @@ class DeliverQueue:
         ids = []
         for raw in items[:EVENT_IDS_MAX]:
             with contextlib.suppress(ValueError, TypeError, AttributeError):
-                ids.append(json.loads(raw).get("id"))
+                ids.append(orjson.loads(raw).get("id"))
         log.info(
             "smpp %s: %d deliver_sm expired unsent (older than %.0f s)",
             system_id,
@@ -301,7 +301,7 @@ class DeliverQueue:
         batches: dict[int, tuple[list[int], list[Pdu]]] = {}
         for i, raw in enumerate(items):
             try:
-                pdu = deliver_pdu(json.loads(raw))
+                pdu = deliver_pdu(orjson.loads(raw))
             except Exception:
                 continue
             slots, pdus = batches.setdefault(next(turn) % len(receivers), ([], []))
@@ -321,7 +321,7 @@ class DeliverQueue:
         now = await self._clock.now()
         async with self._events.batch():
             for raw, status in zip(items, statuses, strict=True):
-                item = json.loads(raw)
+                item = orjson.loads(raw)
                 if status == Status.ROK:
                     if item["kind"] == "mo":  # receipts are too many to log one by one
                         await self._events.emit(

@@ -40,6 +40,7 @@ from sms.smpp.store import (
     EventSink,
     MessageRecord,
     SmppStore,
+    compact_json,
     event_json,
     inbox_json,
     parts_key,
@@ -66,8 +67,6 @@ from sms.smpp.udh import concat_info
 log = logging.getLogger("ussdsim.smpp")
 
 KNOWN_SUBSCRIBERS_MAX = 100_000
-# One encoder for every receipt item, as json.dumps(ensure_ascii=False) writes them.
-_receipt_json = json.JSONEncoder(ensure_ascii=False).encode
 
 # A USSD submit_sm (service_type "USSD" or a ussd_service_op TLV) goes here when set.
 UssdHandler = Callable[[Account, Pdu, float], Awaitable[int]]
@@ -278,9 +277,9 @@ class MtFlow:
         )
         receipt = None
         if p.receipt:
-            receipt = _receipt_json(
-                receipt_item(p.message_id, p.recipient, p.source_addr, p.text, now, now)
-            )
+            item = receipt_item(p.message_id, p.recipient, p.source_addr, p.text, now, now)
+            written = compact_json(item)
+            receipt = written if isinstance(written, str) else written.decode()
         event = event_json(
             p.message_id, p.sender, "smpp", account.system_id, account.listener, p.tlvs
         )

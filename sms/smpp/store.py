@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from json.encoder import encode_basestring
 from typing import Any
 
+import orjson
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 
@@ -171,6 +172,16 @@ def parts_key(account: str, source: str, dest: str, reference: int, total: int) 
 _quote = encode_basestring  # a str as a JSON string, exactly as json.dumps(ensure_ascii=False)
 
 
+def compact_json(value: Any) -> bytes | str:
+    """`value` as json.dumps(ensure_ascii=False, separators=(",", ":")) writes it, in UTF-8:
+    by orjson, several times faster, for all it takes; what it refuses (a lone surrogate, an
+    integer past 64 bits) json writes, as a str, and fails where it failed before."""
+    try:
+        return orjson.dumps(value)
+    except orjson.JSONEncodeError:
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
 def _number(value: float | None) -> str:
     if type(value) is float and math.isfinite(value):
         return float.__repr__(value)
@@ -306,7 +317,7 @@ class SmppStore:
             events.key if events else "",
             events.maxlen if events else 0,
             events.at if events else "",
-            json.dumps(batch, ensure_ascii=False, separators=(",", ":")),
+            compact_json(batch),
         ]
         stored = await self._accept(keys=[], args=args)
         ids = [0] * len(deliveries)
