@@ -99,6 +99,9 @@ async def bare_server(port: int) -> None:
 
 # First match wins, as in bench/profile_step.py (whose `by_layer` sums them).
 SMPP_LAYERS: tuple[tuple[str, str], ...] = (
+    ("<smpp ", "smpp codec (encode, decode)"),  # the functions compiled.py generates
+    ("<string>", "dataclass __init__ (Pdu, records)"),
+    ("<frozen abc>", "isinstance on ABCs"),
     ("sms/smpp/codec.py", "smpp codec (encode, decode)"),
     ("sms/smpp/pdu.py", "smpp codec (encode, decode)"),
     ("sms/smpp/compiled.py", "smpp codec (encode, decode)"),
