@@ -19,7 +19,7 @@ from redis.commands.core import AsyncScript
 from ledger.store_client import queue_script, script_reply
 
 
-def _data_json(data: dict[str, Any]) -> str:
+def compact_json(data: Any) -> str:
     """What json.dumps(data, ensure_ascii=False, separators=(",", ":")) writes, by orjson
     (several times faster) for all it takes; a value it refuses (an integer past 64 bits) or
     writes otherwise (a float that is not finite: null, not NaN) falls back to json."""
@@ -96,7 +96,7 @@ class EventLog:
             kind,
             msisdn or "",
             repr(at),
-            _data_json(data),
+            compact_json(data),
         )
         pending = _pending.get()
         if pending is not None:

@@ -25,9 +25,10 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+import orjson
 import redis.asyncio as aioredis
 
-from gateway.harness.events import EventLog
+from gateway.harness.events import EventLog, compact_json
 from ledger.common import OOM_PROBE_LUA
 from ledger.store_client import check_replies, queue_script, script_reply
 
@@ -139,6 +140,16 @@ return {'expired', fields}
 """
 
 
+def _state(raw: str) -> dict[str, Any]:
+    """A session's state as written (`compact_json`); orjson reads it several times faster
+    than json, which reads what orjson refuses (a NaN that json wrote)."""
+    try:
+        state: dict[str, Any] = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        state = json.loads(raw)
+    return state
+
+
 def _decode(fields: list[str]) -> UssdSession:
     d = dict(zip(fields[::2], fields[1::2], strict=True))
     return UssdSession(
@@ -146,7 +157,7 @@ def _decode(fields: list[str]) -> UssdSession:
         msisdn=d["msisdn"],
         route=d["route"],
         lang=d["lang"],
-        state=json.loads(d["state"]),
+        state=_state(d["state"]),
         created_at=float(d["created_at"]),
         input_deadline=float(d["input_deadline"]),
         expires_at=float(d["expires_at"]),
@@ -243,7 +254,7 @@ class SessionStore:
             msisdn,
             route,
             lang,
-            json.dumps(state, ensure_ascii=False),
+            compact_json(state),
             repr(now),
             repr(session.input_deadline),
             repr(session.expires_at),
@@ -344,7 +355,7 @@ class SessionStore:
         keys = [session_key(session.msisdn)]
         args = [
             session.sid,
-            json.dumps(state, ensure_ascii=False),
+            compact_json(state),
             repr(now + self.input_timeout_s),
             lang,
         ]
