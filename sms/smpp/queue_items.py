@@ -60,10 +60,13 @@ def _utc(at: float) -> datetime:
 def deliver_pdu(item: dict[str, Any]) -> Pdu:
     kind = item["kind"]
     if kind == "receipt":
+        submitted = _utc(item["submitted"])
+        # Most receipts are written the moment the message is stored: one date for both.
+        done = submitted if item["done"] == item["submitted"] else _utc(item["done"])
         receipt = Receipt(
             message_id=item["id"],
-            submit_date=_utc(item["submitted"]),
-            done_date=_utc(item["done"]),
+            submit_date=submitted,
+            done_date=done,
             stat=item["stat"],
             err=item.get("err", "000"),
             text=item.get("text", ""),

@@ -63,10 +63,13 @@ def build_receipt_text(receipt: Receipt) -> str:
     """The receipt line; `text` is cut to the customary 20 characters."""
     if receipt.stat not in STATES:
         raise ValueError(f"stat {receipt.stat!r} is not one of {sorted(STATES)}")
+    submitted = receipt.submit_date.strftime(_DATE)
+    done = (
+        submitted if receipt.done_date == receipt.submit_date else receipt.done_date.strftime(_DATE)
+    )
     return (
         f"id:{receipt.message_id} sub:{receipt.submitted:03d} dlvrd:{receipt.delivered:03d} "
-        f"submit date:{receipt.submit_date.strftime(_DATE)} "
-        f"done date:{receipt.done_date.strftime(_DATE)} "
+        f"submit date:{submitted} done date:{done} "
         f"stat:{receipt.stat} err:{receipt.err} text:{receipt.text[:20]}"
     )
 
