@@ -195,7 +195,9 @@ class OfferOps:
     async def packages(self, msisdn: str, now: float) -> Result:
         """Remaining minutes, SMS and MB of the current tariff (plus redeemed rewards)."""
         check_common(msisdn, now, "read")
-        async with self._redis.pipeline(transaction=True) as pipe:
+        # Not a MULTI: Redis 6.2 at maxmemory refuses every command queued in one, reads included,
+        # and reads must keep working there. Two reads of one slot in one round trip.
+        async with self._redis.pipeline(transaction=False) as pipe:
             pipe.hget(keys.subscriber(msisdn), "tariff")
             pipe.hgetall(packages_key(msisdn))
             tariff, state = await pipe.execute()

@@ -76,6 +76,8 @@ async def test_writes_are_507_and_apply_nothing(full: tuple[Api, aioredis.Redis]
     assert (await api.call("GET", "/healthz"))[0] == 200
     assert (await api.subscriber(NUMBER))["balance_kop"] == 5_000
     assert (await api.call("GET", f"/v1/subscribers/{NUMBER}/inbox"))[0] == 200
+    status, options = await api.call("GET", f"/v1/subscribers/{NUMBER}/options", operator=True)
+    assert status == 200, options
     # Memory given back: the same write goes through.
     await admin.delete(FILLER)
     status, answer = await api.call(
