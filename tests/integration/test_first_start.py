@@ -19,7 +19,7 @@ import smpplib.client
 import smpplib.consts
 
 from tests.integration.http_support import fetch, request
-from tests.readme_support import readme_block
+from tests.readme_support import README, readme_block
 from tests.unit.test_containers import env as image_environment
 from ussdsim import Client
 from ussdsim.pytest_plugin import Subscribers
@@ -202,5 +202,8 @@ def test_the_readme_tour_runs_as_pasted_and_logs_in_with_the_newest_code(tmp_pat
     finally:
         served.stop()
     assert tour.returncode == 0, tour.stderr
-    assert tour.stdout.rstrip().endswith('{"msisdn": "+79161234567", "kind": "otp"}'), tour.stdout
+    # The README's words: "The login answers `{...}`" — the answer exactly as it reads there.
+    said = re.search(r"The login answers `([^`]+)`", README.read_text("utf-8"))
+    assert said is not None
+    assert tour.stdout.rstrip().endswith(said.group(1)), tour.stdout
     assert "(session cancelled)" in tour.stdout
