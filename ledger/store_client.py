@@ -28,6 +28,17 @@ from redis.typing import EncodableT, KeyT
 from ledger.embedded import renamed_commands
 from ledger.multiplexed import MultiplexedRedis, Multiplexer, command_words
 
+
+def store_full(error: BaseException) -> bool:
+    """Whether the store refused a write at its maxmemory (the noeviction policy). redis-py maps
+    a plain command's refusal to OutOfMemoryError; a script's arrives as a ResponseError with the
+    same text. Every edge asks here, so HTTP's 507 and SMPP's RSYSERR cannot disagree."""
+    return isinstance(error, redis.exceptions.OutOfMemoryError) or (
+        isinstance(error, redis.exceptions.ResponseError)
+        and "OOM command not allowed" in str(error)
+    )
+
+
 _CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
 
 

@@ -20,6 +20,7 @@ from gateway.http.endpoint import RUNTIME, Endpoint, Handler, json_response
 from gateway.http.guards import RequestGuards
 from gateway.http.routes import ENDPOINTS
 from gateway.runtime import Runtime
+from ledger.store_client import store_full
 from shared.errors import ApiError, bad_request
 
 log = logging.getLogger("ussdsim.http")
@@ -32,11 +33,6 @@ def _error_response(err: ApiError) -> web.Response:
 def _internal_error(request: web.Request, route: str) -> web.Response:
     log.exception("unexpected error in %s %s", request.method, route)
     return _error_response(ApiError(500, "internal_error", "unexpected server error"))
-
-
-def out_of_memory(e: redis.exceptions.ResponseError) -> bool:
-    """The store refused a write at its maxmemory (a script's error carries the same text)."""
-    return isinstance(e, redis.exceptions.OutOfMemoryError) or "OOM command not allowed" in str(e)
 
 
 def make_middleware(guards: RequestGuards) -> Any:
@@ -84,7 +80,7 @@ def make_middleware(guards: RequestGuards) -> Any:
                 ApiError(503, "store_unavailable", "the store is not answering; try again shortly")
             )
         except redis.exceptions.ResponseError as e:
-            if not out_of_memory(e):
+            if not store_full(e):
                 return _internal_error(request, route)
             # Scripts and transactions are refused whole: nothing of the request was applied.
             status = 507

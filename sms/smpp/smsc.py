@@ -27,6 +27,7 @@ from typing import Any, Protocol
 
 import redis.exceptions
 
+from ledger.store_client import store_full
 from sms.config import SmppAccount, SmppConfig
 from sms.ports import (
     AbuseLimits,
@@ -52,11 +53,6 @@ from sms.smpp.session import LocalProtocolError
 from sms.smpp.store import SmppStore
 
 log = logging.getLogger("ussdsim.smpp")
-
-
-def store_full(error: redis.exceptions.ResponseError) -> bool:
-    """Whether Redis refused a write for memory (maxmemory with the noeviction policy)."""
-    return str(error).startswith("OOM ")
 
 
 # The PDUs a fault persona throttles, drops, refuses or counts towards its unbind_after.
